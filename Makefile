@@ -1,0 +1,68 @@
+# Every target sets itself up: `make smoke` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.setup-stamp
+NOTEBOOKS := crn transformer dpt lite evaluate vad
+SHARED_DATA ?= ../shared/data
+
+.PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
+        $(addprefix push-,$(NOTEBOOKS)) $(addprefix status-,$(NOTEBOOKS)) \
+        $(addprefix wait-,$(NOTEBOOKS)) $(addprefix pull-,$(NOTEBOOKS))
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (or TORCH_SPEC does).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@echo "$(TORCH_SPEC)" > $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+build: setup
+	$(PY) -m builders.build
+
+smoke: setup
+	$(PY) -m builders.smoke
+
+bench: setup
+	$(PY) -m scripts.bench
+
+testset: setup
+	$(PY) -m common data make-testset --speech $(SHARED_DATA)/speech --noise $(SHARED_DATA)/noise --out build/testset
+
+report: setup
+	$(PY) -m builders.kaggle report
+
+push-%: setup
+	$(PY) -m builders.kaggle push $*
+status-%: setup
+	$(PY) -m builders.kaggle status $*
+wait-%: setup
+	$(PY) -m builders.kaggle wait $*
+pull-%: setup
+	$(PY) -m builders.kaggle pull $*
+
+demo: setup
+	$(PY) -m common.demo
+
+demo-test: setup
+	$(PY) -m tests.e2e.install_browser
+	$(PY) -m pytest -q tests/e2e
+
+clean:
+	rm -rf build

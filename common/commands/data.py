@@ -1,0 +1,9 @@
+"""`python -m common data`: not written yet."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Placeholder: this command group is added by its issue."""
