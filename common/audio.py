@@ -47,7 +47,9 @@ def _check_samples(wav: np.ndarray, path: Path | str) -> np.ndarray:
     if wav.size == 0:
         raise AudioError(f"{path}: contains no samples; re-export it or remove it")
     if not np.all(np.isfinite(wav)):
-        raise AudioError(f"{path}: contains NaN or infinite samples; the file is corrupt, re-export it")
+        raise AudioError(
+            f"{path}: contains NaN or infinite samples; the file is corrupt, re-export it"
+        )
     peak = float(np.max(np.abs(wav)))
     if peak > 1.0:
         # Float files may exceed full scale; scaling keeps the waveform shape, clipping would not.
@@ -101,7 +103,11 @@ def read_segment(path: str | Path, start: int, frames: int, sr: int = SAMPLE_RAT
                 wav = load_audio(path, sr)[start : start + frames]
             else:
                 f.seek(min(start, f.frames))
-                wav = _check_samples(to_mono(f.read(frames, dtype="float32", always_2d=True)), path) if start < f.frames else np.zeros(0, np.float32)
+                wav = (
+                    _check_samples(to_mono(f.read(frames, dtype="float32", always_2d=True)), path)
+                    if start < f.frames
+                    else np.zeros(0, np.float32)
+                )
     except AudioError:
         raise
     except Exception as exc:
@@ -127,7 +133,9 @@ def write_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sr: int = SAMP
 def list_audio(folder: str | Path) -> list[Path]:
     """All WAV/FLAC files below `folder`, sorted for reproducibility."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    )
 
 
 @dataclass(frozen=True)
