@@ -1,0 +1,167 @@
+"""Figures the notebooks and reports show: training curves, spectrograms, metric distributions,
+attention maps. Each function returns the figure and saves it when given a path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from common.audio import StftConfig, stft
+
+METRIC_LABELS = {"pesq": "PESQ-wb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
+
+
+def _save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def plot_training_curves(
+    history: Sequence[Mapping[str, float]], path: str | Path | None = None
+) -> plt.Figure:
+    """Loss (train / validation), validation SI-SDR and learning rate per epoch."""
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    panels = [
+        ("loss", [k for k in ("train_loss", "val_loss") if any(k in h for h in history)]),
+        ("SI-SDR (dB)", [k for k in ("val_si_sdr",) if any(k in h for h in history)]),
+        ("learning rate", [k for k in ("lr",) if any(k in h for h in history)]),
+    ]
+    panels = [p for p in panels if p[1]]
+    fig, axes = plt.subplots(
+        1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.2), squeeze=False
+    )
+    for ax, (title, keys) in zip(axes[0], panels):
+        for k in keys:
+            ax.plot(epochs, [h.get(k, np.nan) for h in history], marker="o", ms=3, label=k)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend()
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def _db_spectrogram(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    spec = stft(torch.as_tensor(np.asarray(wav, dtype=np.float32)), cfg).abs().numpy()
+    return 20 * np.log10(spec + 1e-8)
+
+
+def plot_spectrograms(
+    signals: Mapping[str, np.ndarray],
+    sr: int = 16000,
+    cfg: StftConfig | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Side-by-side log spectrograms on one colour scale, e.g. {"noisy", "enhanced", "clean"}."""
+    cfg = cfg or StftConfig()
+    specs = {k: _db_spectrogram(v, cfg) for k, v in signals.items()}
+    vmax = max(float(s.max()) for s in specs.values())
+    fig, axes = plt.subplots(
+        1, len(specs), figsize=(4.2 * len(specs), 3.2), squeeze=False, sharey=True
+    )
+    for ax, (name, s) in zip(axes[0], specs.items()):
+        dur = s.shape[1] * cfg.hop_length / sr
+        im = ax.imshow(
+            s,
+            origin="lower",
+            aspect="auto",
+            vmin=vmax - 80,
+            vmax=vmax,
+            cmap="magma",
+            extent=(0, dur, 0, sr / 2000),
+        )
+        ax.set_title(name)
+        ax.set_xlabel("time (s)")
+    axes[0][0].set_ylabel("frequency (kHz)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="dB", shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+def plot_metric_distributions(
+    rows: Sequence[Mapping[str, object]], path: str | Path | None = None
+) -> plt.Figure:
+    """Histograms of each metric for the noisy input and the enhanced output.
+
+    `rows` are per-file results with keys like `noisy_pesq` and `enhanced_pesq`.
+    """
+    metrics = [m for m in METRIC_LABELS if any(f"noisy_{m}" in r for r in rows)]
+    fig, axes = plt.subplots(
+        1, max(len(metrics), 1), figsize=(3.6 * max(len(metrics), 1), 3.0), squeeze=False
+    )
+    for ax, m in zip(axes[0], metrics):
+        for signal, colour in (("noisy", "tab:gray"), ("enhanced", "tab:blue")):
+            vals = [float(r[f"{signal}_{m}"]) for r in rows if _is_finite(r.get(f"{signal}_{m}"))]
+            if vals:
+                ax.hist(
+                    vals,
+                    bins=min(20, max(5, len(vals) // 3)),
+                    alpha=0.6,
+                    color=colour,
+                    label=signal,
+                )
+        ax.set_title(METRIC_LABELS[m])
+        ax.grid(alpha=0.3)
+    if metrics:
+        axes[0][0].legend()
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def _is_finite(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def plot_attention_maps(
+    maps: Sequence[torch.Tensor | np.ndarray], title: str = "", path: str | Path | None = None
+) -> plt.Figure:
+    """Grid of attention maps: one row per layer, one column per head; each map is (query, key)."""
+    maps = [np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m) for m in maps]
+    maps = [m[0] if m.ndim == 4 else m for m in maps]  # drop a batch axis
+    n_layers, n_heads = len(maps), maps[0].shape[0]
+    fig, axes = plt.subplots(
+        n_layers, n_heads, figsize=(2.4 * n_heads, 2.4 * n_layers), squeeze=False
+    )
+    for li, layer in enumerate(maps):
+        for hi in range(n_heads):
+            ax = axes[li][hi]
+            ax.imshow(layer[hi], cmap="viridis", aspect="auto", origin="lower")
+            ax.set_title(f"layer {li + 1} head {hi + 1}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def plot_metric_table(
+    summary: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path | None = None
+) -> plt.Figure:
+    """Bar chart of noisy vs enhanced mean per metric (error bars: std), from a metrics summary."""
+    metrics = [m for m in METRIC_LABELS if m in summary.get("noisy", {})]
+    fig, axes = plt.subplots(
+        1, max(len(metrics), 1), figsize=(2.6 * max(len(metrics), 1), 3.0), squeeze=False
+    )
+    for ax, m in zip(axes[0], metrics):
+        names = [s for s in ("noisy", "enhanced") if m in summary.get(s, {})]
+        means = [summary[s][m]["mean"] for s in names]
+        stds = [summary[s][m].get("std", 0.0) for s in names]
+        ax.bar(names, means, yerr=stds, color=["tab:gray", "tab:blue"][: len(names)], capsize=4)
+        ax.set_title(METRIC_LABELS[m])
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save_figure(fig, path)
