@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+	@# silero-vad declares torchaudio, which would pull a CUDA torch; it runs without it.
+	$(PY) -m pip install -q --no-deps "silero-vad>=5,<7"
 	@echo "$(TORCH_SPEC)" > $(STAMP)
 
 test: setup
