@@ -13,9 +13,13 @@ from torch import nn
 
 from common.errors import UserError
 from common.models.crn import CRN, CRNConfig
+from common.models.dpt import DPT, DPTConfig
+from common.models.transformer import ShallowTransformer, TransformerConfig
 
 MODEL_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
     "crn": (CRN, CRNConfig),
+    "transformer": (ShallowTransformer, TransformerConfig),
+    "dpt": (DPT, DPTConfig),
 }
 
 
