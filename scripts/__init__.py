@@ -1,0 +1,1 @@
+"""Benchmarks and one-off maintenance scripts (not part of the inlined library)."""

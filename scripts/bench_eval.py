@@ -1,0 +1,88 @@
+"""Benchmark `common.metrics.evaluate_pairs`: 105 pairs of 3 s (the Kaggle test-set count).
+
+Builds the pairs from real speech and noise in ../shared/data (written as FLAC to a temp folder,
+so file loading is part of the time), then times the serial and the parallel path, noisy-only
+and noisy + enhanced. The "enhanced" files are the same speech at a higher SNR: only the cost
+matters here, not the scores. Target: under 10 s for 105 pairs on a 2-core machine.
+
+    .venv/bin/python -m scripts.bench_eval [--data ../shared/data] [--files 105] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from common.audio import list_audio, load_audio, write_audio
+from common.metrics import EvalItem, eval_worker_count, evaluate_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    gain = np.sqrt(np.mean(speech**2) / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
+    mix = speech + gain * noise
+    return (mix / max(1.0, float(np.max(np.abs(mix))) / 0.99)).astype(np.float32)
+
+
+def make_bench_pairs(data: Path, out: Path, n_files: int, seconds: float) -> list[EvalItem]:
+    """`n_files` clean/noisy/enhanced FLAC triples of `seconds` each under `out`."""
+    rng = np.random.default_rng(0)
+    frames = int(seconds * 16000)
+    speech = [p for p in list_audio(data / "speech") if "librispeech" in p.parts]
+    noise = list_audio(data / "noise" / "moodist")
+    items = []
+    for i in range(n_files):
+        clean = load_audio(speech[i % len(speech)])
+        clean = np.pad(clean, (0, max(0, frames - len(clean))))[:frames]
+        noise_wav = load_audio(noise[i % len(noise)])[:frames]
+        noise_wav = np.resize(noise_wav, frames)
+        paths = {}
+        for role, wav in (
+            ("clean", clean),
+            ("noisy", _mix(clean, noise_wav, rng.uniform(0, 10))),
+            ("enhanced", _mix(clean, noise_wav, rng.uniform(15, 25))),
+        ):
+            paths[role] = write_audio(out / role / f"bench_{i:03d}.flac", wav)
+        items.append(EvalItem(f"bench_{i:03d}.flac", **paths))
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--files", type=int, default=105)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    if not (args.data / "speech").is_dir():
+        print(f"error: {args.data}: no speech/ folder; pass --data with the shared audio")
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        items = make_bench_pairs(args.data, Path(tmp), args.files, args.seconds)
+        noisy_only = [EvalItem(i.name, i.clean, i.noisy) for i in items]
+        parallel = eval_worker_count(None, len(items))
+        print(f"{len(items)} pairs of {args.seconds:g} s, {os.cpu_count()} CPUs visible")
+        print(f"{'signals':<18}{'workers':>8}{'seconds':>9}{'ms/file':>9}  failures")
+        for label, batch in (("noisy", noisy_only), ("noisy + enhanced", items)):
+            for workers in dict.fromkeys((1, parallel)):
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = evaluate_pairs(batch, workers=workers, progress=False)
+                took = time.perf_counter() - start
+                print(
+                    f"{label:<18}{workers:>8}{took:>9.2f}{1000 * took / len(batch):>9.1f}"
+                    f"  {len(result.summary['failures'])}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
