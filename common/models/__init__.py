@@ -14,12 +14,14 @@ from torch import nn
 from common.errors import UserError
 from common.models.crn import CRN, CRNConfig
 from common.models.dpt import DPT, DPTConfig
+from common.models.lite import LiteConfig, LiteNet
 from common.models.transformer import ShallowTransformer, TransformerConfig
 
 MODEL_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
     "crn": (CRN, CRNConfig),
     "transformer": (ShallowTransformer, TransformerConfig),
     "dpt": (DPT, DPTConfig),
+    "lite": (LiteNet, LiteConfig),
 }
 
 
