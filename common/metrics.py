@@ -26,27 +26,13 @@ from pathlib import Path
 import numpy as np
 import pesq as pesq_lib
 from pystoi import utils as pystoi_utils
-from pystoi.stoi import (
-    BETA as STOI_BETA,
-)
-from pystoi.stoi import (
-    DYN_RANGE as STOI_DYN_RANGE,
-)
-from pystoi.stoi import (
-    FS as STOI_FS,
-)
-from pystoi.stoi import (
-    N_FRAME as STOI_FRAME,
-)
-from pystoi.stoi import (
-    NFFT as STOI_NFFT,
-)
-from pystoi.stoi import (
-    OBM as STOI_OCTAVE_BANDS,
-)
-from pystoi.stoi import (
-    N as STOI_SEGMENT_FRAMES,
-)
+from pystoi.stoi import BETA as STOI_BETA
+from pystoi.stoi import DYN_RANGE as STOI_DYN_RANGE
+from pystoi.stoi import FS as STOI_FS
+from pystoi.stoi import N_FRAME as STOI_FRAME
+from pystoi.stoi import NFFT as STOI_NFFT
+from pystoi.stoi import OBM as STOI_OCTAVE_BANDS
+from pystoi.stoi import N as STOI_SEGMENT_FRAMES
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
