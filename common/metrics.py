@@ -43,7 +43,7 @@ METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")
 EVAL_SIGNALS = ("noisy", "enhanced")
 PESQ_WB_MAX = 4.644  # PESQ-wb of a signal scored against itself
 # About -100 dBFS: below 16-bit quantisation, there is nothing to score.
-SILENCE_RMS = 1e-5
+METRIC_SILENCE_RMS = 1e-5
 # SI-SDR is +-inf for an exact copy / an orthogonal estimate; clamp the energy ratio at +-150 dB.
 SI_SDR_LIMIT_RATIO = 1e-15
 
@@ -52,19 +52,19 @@ class MetricError(UserError):
     """A metric that is undefined for the given signals (silence, too short, NaN samples)."""
 
 
-def _as_signal(wav: np.ndarray, role: str) -> np.ndarray:
+def _metric_signal(wav: np.ndarray, role: str) -> np.ndarray:
     """Float64 1-D copy, refused when it cannot be scored (NaN or silence)."""
     wav = np.asarray(wav, dtype=np.float64).reshape(-1)
     if wav.size == 0:
         raise MetricError(f"{role} has no samples")
     if not np.all(np.isfinite(wav)):
         raise MetricError(f"{role} contains NaN or infinite samples")
-    if np.sqrt(np.mean((wav - wav.mean()) ** 2)) < SILENCE_RMS:
+    if np.sqrt(np.mean((wav - wav.mean()) ** 2)) < METRIC_SILENCE_RMS:
         raise MetricError(f"{role} is silent (RMS below -100 dBFS)")
     return wav
 
 
-def _same_length(ref: np.ndarray, est: np.ndarray, metric: str) -> None:
+def _check_metric_lengths(ref: np.ndarray, est: np.ndarray, metric: str) -> None:
     if ref.shape != est.shape:
         raise MetricError(
             f"{metric}: reference has {ref.size} samples and estimate {est.size}; "
@@ -74,9 +74,9 @@ def _same_length(ref: np.ndarray, est: np.ndarray, metric: str) -> None:
 
 def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SDR in dB (both signals made zero-mean first, so a DC offset is ignored)."""
-    ref = _as_signal(ref, "reference")
-    est = _as_signal(est, "estimate")
-    _same_length(ref, est, "si_sdr")
+    ref = _metric_signal(ref, "reference")
+    est = _metric_signal(est, "estimate")
+    _check_metric_lengths(ref, est, "si_sdr")
     ref = ref - ref.mean()
     est = est - est.mean()
     target = (np.dot(est, ref) / np.dot(ref, ref)) * ref
@@ -98,9 +98,9 @@ def _pesq_reason(exc: Exception) -> str:
 
 def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2, 1.04..4.64); signals at other rates are resampled to 16 kHz."""
-    ref = _as_signal(ref, "reference")
-    est = _as_signal(est, "estimate")
-    _same_length(ref, est, "pesq")
+    ref = _metric_signal(ref, "reference")
+    est = _metric_signal(est, "estimate")
+    _check_metric_lengths(ref, est, "pesq")
     if sr != SAMPLE_RATE:
         ref = resample(ref, sr, SAMPLE_RATE).astype(np.float64)
         est = resample(est, sr, SAMPLE_RATE).astype(np.float64)
@@ -133,9 +133,9 @@ def stoi_estoi(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> tuple
     functions, done once for both measures (they are the bulk of the cost). Where pystoi returns
     1e-5 for too little speech, this raises `MetricError` instead.
     """
-    x = _as_signal(ref, "reference")
-    y = _as_signal(est, "estimate")
-    _same_length(x, y, "stoi")
+    x = _metric_signal(ref, "reference")
+    y = _metric_signal(est, "estimate")
+    _check_metric_lengths(x, y, "stoi")
     if sr != STOI_FS:
         x = pystoi_utils.resample_oct(x, STOI_FS, sr)
         y = pystoi_utils.resample_oct(y, STOI_FS, sr)
@@ -159,7 +159,7 @@ def stoi_estoi(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> tuple
     return _stoi_from_segments(x_seg, y_seg), estoi
 
 
-def _crop_pair(
+def _crop_eval_pair(
     clean: np.ndarray, est: np.ndarray, name: str, role: str
 ) -> tuple[np.ndarray, np.ndarray]:
     if len(clean) == len(est):
@@ -172,7 +172,7 @@ def _crop_pair(
     return clean[:n], est[:n]
 
 
-def _score_signal(
+def _score_against_clean(
     clean: np.ndarray, est: np.ndarray, sr: int
 ) -> tuple[dict[str, float], dict[str, str]]:
     """(values, failures): each metric either has a value or a reason, never both."""
@@ -201,8 +201,8 @@ def score(clean: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str
     Different lengths are cropped to the shorter with a warning. Raises `MetricError` naming each
     metric that cannot be computed (use `evaluate_pairs` to record failures and carry on).
     """
-    clean, est = _crop_pair(np.asarray(clean), np.asarray(est), "score()", "estimate")
-    values, failures = _score_signal(clean, est, sr)
+    clean, est = _crop_eval_pair(np.asarray(clean), np.asarray(est), "score()", "estimate")
+    values, failures = _score_against_clean(clean, est, sr)
     if failures:
         raise MetricError("; ".join(f"{m}: {r}" for m, r in failures.items()))
     return {m: values[m] for m in METRIC_NAMES}
@@ -260,7 +260,7 @@ def _load_eval_signal(source: Path | np.ndarray, sr: int) -> np.ndarray:
     return load_audio(source, SAMPLE_RATE, warn=True)
 
 
-def _evaluate_one(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[dict]]:
+def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[dict]]:
     row: dict = {"file": item.name, "seconds": None}
     failures: list[dict] = []
     signals = EVAL_SIGNALS if has_enhanced else EVAL_SIGNALS[:1]
@@ -290,9 +290,9 @@ def _evaluate_one(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[dict]]
         except UserError as exc:
             fail_all(signal, f"{signal} signal unusable: {exc}")
             continue
-        ref, est = _crop_pair(clean, est, item.name, signal)
+        ref, est = _crop_eval_pair(clean, est, item.name, signal)
         row["seconds"] = round(len(ref) / SAMPLE_RATE, 3)
-        values, reasons = _score_signal(ref, est, SAMPLE_RATE)
+        values, reasons = _score_against_clean(ref, est, SAMPLE_RATE)
         for metric, value in values.items():
             row[f"{signal}_{metric}"] = value
         failures.extend(
@@ -311,7 +311,7 @@ def _evaluate_capturing_warnings(args: tuple[EvalItem, bool]) -> tuple[dict, lis
     # travel back with the result and are re-raised by the parent.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        row, failures = _evaluate_one(*args)
+        row, failures = _evaluate_eval_item(*args)
     return row, failures, [str(w.message) for w in caught]
 
 
@@ -338,21 +338,21 @@ def eval_worker_count(workers: int | None, n_items: int) -> int:
     return max(1, min(workers, n_items))
 
 
-def _stats(values: list[float]) -> dict:
+def _metric_stats(values: list[float]) -> dict:
     if not values:
         return {"mean": None, "std": None, "n": 0}
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
 
 
-def summarize_rows(rows: list[dict], failures: list[dict]) -> dict:
+def summarize_eval_rows(rows: list[dict], failures: list[dict]) -> dict:
     """The summary dict: count, per-signal {metric: {mean, std, n}} over successes, failures."""
     has_enhanced = any("enhanced_pesq" in row for row in rows)
     groups = ("noisy", "enhanced", "delta") if has_enhanced else ("noisy",)
     summary: dict = {"count": len(rows)}
     for group in groups:
         summary[group] = {
-            m: _stats([r[f"{group}_{m}"] for r in rows if r.get(f"{group}_{m}") is not None])
+            m: _metric_stats([r[f"{group}_{m}"] for r in rows if r.get(f"{group}_{m}") is not None])
             for m in METRIC_NAMES
         }
     summary["failures"] = list(failures)
@@ -392,10 +392,10 @@ def evaluate_pairs(
         failures.extend(item_failures)
         for message in messages:
             warnings.warn(message, stacklevel=2)
-    return EvalResult(rows=rows, summary=summarize_rows(rows, failures))
+    return EvalResult(rows=rows, summary=summarize_eval_rows(rows, failures))
 
 
-def _csv_cell(value: object) -> object:
+def _eval_csv_cell(value: object) -> object:
     return "" if value is None else value
 
 
@@ -413,7 +413,7 @@ def write_results(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in result.rows:
-            cells = {k: _csv_cell(v) for k, v in row.items()}
+            cells = {k: _eval_csv_cell(v) for k, v in row.items()}
             writer.writerow({**cells, "failures": " | ".join(reasons.get(row["file"], []))})
     json_path = out_dir / "eval_summary.json"
     # allow_nan=False: a NaN reaching the summary is a bug to see, not a value to store.
@@ -421,7 +421,7 @@ def write_results(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     return csv_path, json_path
 
 
-def _format_stat(stat: dict | None, signed: bool = False) -> str:
+def _format_metric_stat(stat: dict | None, signed: bool = False) -> str:
     if not stat or stat["n"] == 0:
         return "-"
     sign = "+" if signed else ""
@@ -433,7 +433,7 @@ def summary_table(summary: dict) -> str:
     groups = [g for g in ("noisy", "enhanced", "delta") if g in summary]
     lines = [f"{'metric':<8}" + "".join(f"{g:>18}" for g in groups) + f"{'n':>8}"]
     for m in METRIC_NAMES:
-        cells = "".join(f"{_format_stat(summary[g][m], g == 'delta'):>18}" for g in groups)
+        cells = "".join(f"{_format_metric_stat(summary[g][m], g == 'delta'):>18}" for g in groups)
         n = "/".join(str(summary[g][m]["n"]) for g in groups if g != "delta")
         lines.append(f"{m:<8}{cells}{n:>8}")
     failures = summary.get("failures", [])
