@@ -340,7 +340,8 @@ def split_pairs(
 # ---------------------------------------------------------------- aligned crops
 
 
-def _frames_at_rate(info, sr: int) -> int:
+def frames_at_rate(info, sr: int) -> int:
+    """Length in samples at `sr` of a file whose header is `info` (from `audio_info`)."""
     return int(info.frames) if info.samplerate == sr else int(info.frames * sr / info.samplerate)
 
 
@@ -384,7 +385,7 @@ class PairedDataset(torch.utils.data.Dataset):
                 continue
             if any(i.samplerate != self.sr or i.channels != 1 for i in infos):
                 converted.append(pair.name)
-            n_noisy, n_clean = (_frames_at_rate(i, self.sr) for i in infos)
+            n_noisy, n_clean = (frames_at_rate(i, self.sr) for i in infos)
             length = min(n_noisy, n_clean)
             if length < min_seconds * self.sr:
                 short.append(f"{pair.name} ({length / self.sr:.2f} s)")

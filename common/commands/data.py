@@ -1,9 +1,143 @@
-"""`python -m common data`: not written yet."""
+"""`python -m common data ...`: extract the Kaggle archives, make synthetic or mixed test data,
+and check a folder of pairs (pairing and alignment)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import numpy as np
+
+from common.data import (
+    ALIGNED_CORRELATION,
+    AudioPair,
+    PairedDataset,
+    check_alignment,
+    discover_pairs,
+    find_pair_dirs,
+    prepare_kaggle_data,
+)
+from common.mixing import make_testset, real_corpus_splits
+from common.synthetic import make_synthetic_corpus
+
+
+def _describe(label: str, pairs: list[AudioPair]) -> str:
+    if not pairs:
+        return f"{label}: none"
+    return (
+        f"{label}: {len(pairs)} pairs (noisy {pairs[0].noisy.parent}, "
+        f"clean {pairs[0].clean.parent})"
+    )
+
+
+def _extract(args: argparse.Namespace) -> int:
+    data = prepare_kaggle_data(Path(args.root), Path(args.work), need_train=not args.test_only)
+    print(_describe("train", data.train))
+    print(_describe("test", data.test))
+    return 0
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    out = make_synthetic_corpus(
+        Path(args.out), n_train=args.n_train, n_test=args.n_test, seed=args.seed
+    )
+    print(f"wrote train.7z, y_train.7z, test.7z, y_test.7z and synthetic_manifest.csv to {out}")
+    return 0
+
+
+def _make_testset(args: argparse.Namespace) -> int:
+    splits = real_corpus_splits(Path(args.data), args.seed, args.exclude_noncommercial)
+    for name, split in splits.items():
+        print(f"{name}: {len(split.speech)} speech files, {len(split.noise)} noise files")
+    out = make_testset(
+        Path(args.data),
+        Path(args.out),
+        n_items=args.n,
+        snrs=tuple(args.snrs),
+        seed=args.seed,
+        exclude_noncommercial=args.exclude_noncommercial,
+    )
+    print(f"wrote {args.n} pairs to {out}/noisy and {out}/clean, list in {out}/testset.csv")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    noisy_dir, clean_dir = find_pair_dirs(Path(args.pairs))
+    pairs = discover_pairs(noisy_dir, clean_dir)
+    dataset = PairedDataset(pairs, segment_seconds=args.segment, train=False)
+    seconds = np.array(dataset.lengths) / dataset.sr
+    print(f"noisy: {noisy_dir}")
+    print(f"clean: {clean_dir}")
+    print(
+        f"pairs: {len(pairs)} found, {len(dataset)} usable; duration min {seconds.min():.2f} s, "
+        f"mean {seconds.mean():.2f} s, max {seconds.max():.2f} s"
+    )
+    corr = check_alignment(dataset, n_pairs=args.n_pairs, min_corr=args.min_corr)
+    print(
+        f"alignment: mean noisy/clean correlation {corr:.3f} (aligned Kaggle data: "
+        f"{ALIGNED_CORRELATION}; minimum {args.min_corr}): OK"
+    )
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Placeholder: this command group is added by its issue."""
+    """Add `data extract | make-synthetic | make-testset | check`."""
+    parser = sub.add_parser("data", help="prepare and check data", description=__doc__)
+    commands = parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "extract",
+        help="extract (once) and pair the Kaggle archives",
+        description="Find train.7z, y_train.7z, test.7z, y_test.7z (or extracted folders of those "
+        "names) under ROOT, extract them into WORK once, and report the pairs.",
+    )
+    p.add_argument("root", help="folder holding the archives (e.g. /kaggle/input/<slug>)")
+    p.add_argument("--work", required=True, help="writable folder for the extracted files")
+    p.add_argument("--test-only", action="store_true", help="only test.7z and y_test.7z are needed")
+    p.set_defaults(func=_extract)
+
+    p = commands.add_parser(
+        "make-synthetic",
+        help="write a small synthetic corpus in the Kaggle layout",
+        description="Write speech-like signals mixed with noise at 5-20 dB as train.7z, "
+        "y_train.7z, test.7z, y_test.7z (16-24 s files). For plumbing tests only.",
+    )
+    p.add_argument("out", help="output folder")
+    p.add_argument("--n-train", type=int, default=16, help="training pairs (default 16)")
+    p.add_argument("--n-test", type=int, default=6, help="test pairs (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_make_synthetic)
+
+    p = commands.add_parser(
+        "make-testset",
+        help="write a fixed noisy/clean test set mixed from real speech and noise",
+        description="Mix whole utterances of the test split (unseen speakers and noise "
+        "recordings) at fixed SNRs; writes OUT/noisy, OUT/clean (same names) and testset.csv.",
+    )
+    p.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n", type=int, default=48, help="number of pairs (default 48)")
+    p.add_argument(
+        "--snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0, 15.0], help="SNRs in dB"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--exclude-noncommercial",
+        action="store_true",
+        help="leave out ESC-50, the p287 pairs and vcc2016 (licences forbid shipping)",
+    )
+    p.set_defaults(func=_make_testset)
+
+    p = commands.add_parser(
+        "check",
+        help="report the pairing and alignment of a folder of pairs",
+        description="Pair PAIRS/noisy with PAIRS/clean (or test/ with y_test/), report the "
+        "durations, and measure the noisy/clean correlation; exits 2 when it is implausibly low.",
+    )
+    p.add_argument(
+        "--pairs", required=True, help="folder with noisy/ and clean/ (or test/, y_test/)"
+    )
+    p.add_argument("--n-pairs", type=int, default=32, help="pairs sampled for the correlation")
+    p.add_argument("--min-corr", type=float, default=0.3, help="minimum mean correlation")
+    p.add_argument("--segment", type=float, default=3.0, help="seconds compared per pair")
+    p.set_defaults(func=_check)
