@@ -1,0 +1,347 @@
+"""`python -m builders.build [NAME...]`: turn notebooks_src/NAME.py into a self-contained notebook.
+
+Each `common` module the source imports (transitively) becomes a cell of the notebook, so it runs
+on Kaggle where the repository is absent. The output is deterministic (same sources, same bytes)
+and carries a hash of its cells, so a hand-edited notebook is never overwritten silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from pprint import pformat
+
+import jupytext
+import nbformat
+from nbformat import NotebookNode
+
+from builders.inline import (
+    CommonImport,
+    ModuleSource,
+    check_names_exist,
+    find_common_imports,
+    parse_python,
+    python_source,
+    resolve_modules,
+    rewrite_imports,
+    top_level_bindings,
+)
+from builders.metadata import kernel_metadata, validate_metadata, write_metadata
+from common.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES_DIR = "notebooks_src"
+NOTEBOOKS_DIR = Path("build", "notebooks")
+KERNELS_DIR = Path("build", "kernels")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+# No "version": the notebook runs on whatever Python Kaggle has, and the bytes must not vary.
+LANGUAGE_INFO = {
+    "name": "python",
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
+BUILD_KEY = "lse_build"  # notebook metadata written by this builder
+LIBRARY_CELL_METADATA = {"jupyter": {"source_hidden": True}, "tags": ["library"]}
+
+
+def notebook_names(repo: Path = REPO) -> list[str]:
+    """Every notebooks_src/*.py whose name does not start with "_" (those are examples)."""
+    return sorted(p.stem for p in (repo / SOURCES_DIR).glob("*.py") if not p.stem.startswith("_"))
+
+
+def source_path(name: str, repo: Path = REPO) -> Path:
+    path = repo / SOURCES_DIR / f"{name}.py"
+    if not path.is_file():
+        known = ", ".join(notebook_names(repo)) or "none yet"
+        raise UserError(f"{SOURCES_DIR}/{name}.py not found; notebooks: {known}")
+    return path
+
+
+def cells_hash(cells: list) -> str:
+    """Hash of the cells' types and sources: what a hand edit would change."""
+    payload = json.dumps([[c["cell_type"], _text(c["source"])] for c in cells])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _text(source: str | list[str]) -> str:
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def build_record(rel_source: str, modules: list[ModuleSource], repo: Path) -> dict:
+    """What the notebook was built from: no timestamps, so rebuilding changes nothing."""
+    files = [rel_source] + [m.path.as_posix() for m in modules]
+    digest = hashlib.sha256()
+    for rel in files:
+        digest.update(rel.encode() + b"\0" + (repo / rel).read_bytes() + b"\0")
+    # The last commit touching these files, not HEAD: unrelated commits leave the notebook alone.
+    commit = _git(repo, "log", "-1", "--format=%H", "--", *files) or None
+    status = _git(repo, "status", "--porcelain", "--", *files)
+    return {
+        "source": rel_source,
+        "library": files[1:],
+        "git_commit": commit,
+        "sources_dirty": bool(status) if status is not None else None,
+        "sources_sha256": digest.hexdigest(),
+    }
+
+
+def _cell_offsets(text: str, cells: list[NotebookNode]) -> list[int | None]:
+    """Lines before each code cell's first line in the .py file (None where it is not found)."""
+    offsets: list[int | None] = []
+    cursor = 0
+    for cell in cells:
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        index = text.find(first, cursor) if first else -1
+        offsets.append(text[:index].count("\n") if index >= 0 else None)
+        cursor = index + len(first) if index >= 0 else cursor
+    return offsets
+
+
+class _SourceCell:
+    """A code cell of the source with its common imports found."""
+
+    def __init__(self, cell: NotebookNode, number: int, offset: int | None, rel: str) -> None:
+        self.cell = cell
+        self.label = rel if offset is not None else f"{rel} (code cell {number})"
+        offset = offset or 0
+        # Line numbers in messages refer to the .py file; ast counts from the cell's first line.
+        padded = "\n" * offset + python_source(cell.source)
+        self.tree = parse_python(padded, self.label)
+        self.imports: list[CommonImport] = find_common_imports(self.tree, self.label)
+        self.offset = offset
+
+    def rewritten(self) -> str:
+        shifted = [
+            CommonImport(
+                i.module,
+                i.names,
+                i.lineno - self.offset,
+                i.end_lineno - self.offset,
+                i.col_offset,
+                i.top_level,
+            )
+            for i in self.imports
+        ]
+        return rewrite_imports(self.cell.source, shifted)
+
+
+def _check_shadowing(cells: list[_SourceCell], modules: list[ModuleSource]) -> None:
+    """A notebook global that replaces a library global would change what library code calls."""
+    library: dict[str, tuple[frozenset[str], ModuleSource]] = {}
+    for mod in modules:
+        for name, keys in mod.bindings.items():
+            library.setdefault(name, (keys, mod))
+    for sc in cells:
+        for name, keys in top_level_bindings(sc.tree, skip=sc.imports).items():
+            if name in library and library[name][0] != keys:
+                raise UserError(
+                    f"{sc.label}: top-level `{name}` is also defined in "
+                    f"{library[name][1].path.as_posix()} and would replace it there; rename it "
+                    "in the notebook"
+                )
+
+
+def _is_only_inlined_imports(source: str) -> bool:
+    return all(
+        not line.strip() or line.lstrip().startswith("# inlined above:")
+        for line in source.splitlines()
+    )
+
+
+def _library_cells(modules: list[ModuleSource]) -> list[NotebookNode]:
+    cells = [
+        nbformat.v4.new_markdown_cell(
+            "## Library\n\n"
+            f"The next {len(modules)} cells are the repository's `common/` modules this notebook "
+            "uses, copied in dependency order by `builders/build.py` so that it runs without the "
+            "repository. Edit them in `common/`, not here. Imports between them are replaced by "
+            "comments: every cell shares one namespace."
+        )
+    ]
+    for mod in modules:
+        heading = f"### Library: `{mod.path.as_posix()}`"
+        cells.append(nbformat.v4.new_markdown_cell(f"{heading}\n\n{mod.summary}".rstrip()))
+        cells.append(
+            nbformat.v4.new_code_cell(mod.code.rstrip("\n"), metadata=dict(LIBRARY_CELL_METADATA))
+        )
+    return cells
+
+
+def _build_info_cell(record: dict, name: str) -> NotebookNode:
+    info = {k: record[k] for k in ("source", "git_commit", "sources_dirty", "sources_sha256")}
+    return nbformat.v4.new_code_cell(
+        f"# Generated by `python -m builders.build {name}` from {record['source']}: edit that "
+        "file, not this notebook.\n"
+        "# BUILD_INFO identifies the sources; the notebook copies it into summary.json.\n"
+        f"BUILD_INFO = {pformat(info, sort_dicts=False, width=100)}",
+        metadata={"tags": ["build-info"]},
+    )
+
+
+def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
+    """The built notebook for notebooks_src/NAME.py, in memory."""
+    path = source_path(name, repo)
+    rel = path.relative_to(repo).as_posix()
+    text = path.read_text(encoding="utf-8")
+    source = jupytext.reads(text, fmt="py:percent")
+
+    code = [(i, c) for i, c in enumerate(source.cells) if c.cell_type == "code"]
+    params = [i for i, c in code if "parameters" in c.metadata.get("tags", [])]
+    if len(params) != 1:
+        raise UserError(
+            f"{rel}: needs exactly one parameters cell (found {len(params)}); mark it "
+            '`# %% tags=["parameters"]`'
+        )
+    offsets = _cell_offsets(text, [c for _, c in code])
+    parsed = {
+        i: _SourceCell(c, n, offset, rel)
+        for n, ((i, c), offset) in enumerate(zip(code, offsets), 1)
+    }
+    users = [i for i in parsed if parsed[i].imports]
+    if users and users[0] <= params[0]:
+        raise UserError(
+            f"{parsed[users[0]].label}: imports `common` at or before the parameters cell; "
+            "move the import below it"
+        )
+
+    roots = list(dict.fromkeys(imp.module for i in users for imp in parsed[i].imports))
+    modules = resolve_modules(roots, repo)
+    by_name = {m.name: m for m in modules}
+    for i in users:
+        check_names_exist(parsed[i].imports, by_name, parsed[i].label)
+    _check_shadowing(list(parsed.values()), modules)
+
+    record = build_record(rel, modules, repo)
+    cells: list[NotebookNode] = []
+    for i, cell in enumerate(source.cells):
+        if i == code[0][0]:
+            cells.append(_build_info_cell(record, name))
+        if users and i == users[0]:
+            cells.extend(_library_cells(modules))
+        if i in parsed and parsed[i].imports:
+            rewritten = parsed[i].rewritten()
+            if _is_only_inlined_imports(rewritten):
+                continue  # an import-only cell has nothing left to show
+            cell = nbformat.v4.new_code_cell(rewritten, metadata=cell.metadata)
+        cells.append(cell)
+    return _finish(cells, record)
+
+
+def _finish(cells: list[NotebookNode], record: dict) -> NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    for position, cell in enumerate(cells):
+        cell = NotebookNode(
+            {k: v for k, v in cell.items() if k not in ("id", "outputs", "execution_count")}
+        )
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        seed = f"{position}\0{cell.cell_type}\0{_text(cell.source)}"
+        # Ids from position and content: random ids (nbformat's default) break determinism.
+        cell.id = hashlib.sha256(seed.encode()).hexdigest()[:16]
+        nb.cells.append(cell)
+    nb.metadata = NotebookNode(
+        {
+            "kernelspec": dict(KERNELSPEC),
+            "language_info": dict(LANGUAGE_INFO),
+            BUILD_KEY: {**record, "cells_sha256": cells_hash(nb.cells)},
+        }
+    )
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nbformat.validate(nb)
+    return nb
+
+
+def _refuse_hand_edits(out: Path, name: str, repo: Path) -> None:
+    try:
+        existing = json.loads(out.read_text(encoding="utf-8"))
+        recorded = existing["metadata"][BUILD_KEY]["cells_sha256"]
+        edited = recorded != cells_hash(existing["cells"])
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        edited = True  # not a notebook this builder wrote
+    if edited:
+        shown = out.relative_to(repo) if out.is_relative_to(repo) else out
+        raise UserError(
+            f"{shown} was edited by hand; move your edits to {SOURCES_DIR}/{name}.py or pass --force"
+        )
+
+
+def build_notebook(
+    name: str, *, force: bool = False, repo: Path = REPO, out_dir: Path | None = None
+) -> Path:
+    """Write build/notebooks/NAME.ipynb (unchanged bytes are not rewritten) and return its path."""
+    nb = assemble_notebook(name, repo)
+    out = (out_dir or repo / NOTEBOOKS_DIR) / f"{name}.ipynb"
+    data = nbformat.writes(nb) + "\n"
+    if out.exists():
+        if out.read_text(encoding="utf-8") == data:
+            return out
+        if not force:
+            _refuse_hand_edits(out, name, repo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(data, encoding="utf-8")
+    return out
+
+
+def build_kernel(
+    name: str, username: str | None = None, *, force: bool = False, repo: Path = REPO
+) -> Path:
+    """Write build/kernels/NAME/ (the notebook + validated kernel-metadata.json) for a push."""
+    notebook = build_notebook(name, force=force, repo=repo)
+    kernel_dir = repo / KERNELS_DIR / name
+    kernel_dir.mkdir(parents=True, exist_ok=True)
+    meta = kernel_metadata(name, username, code_file=notebook.name, repo=repo)
+    shutil.copyfile(notebook, kernel_dir / notebook.name)
+    validate_metadata(meta, kernel_dir, origin=f"kernel-metadata/{name}.json")
+    write_metadata(meta, kernel_dir)
+    return kernel_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m builders.build", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="notebooks to build (default: all)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite hand-edited notebooks")
+    parser.add_argument(
+        "--username", help="Kaggle user name for kernel ids (default: KAGGLE_USERNAME)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        names = args.names or notebook_names()
+        if not names:
+            raise UserError(f"{SOURCES_DIR}/ has no notebook sources (*.py not starting with '_')")
+        for name in names:
+            kernel_dir = build_kernel(name, args.username, force=args.force)
+            meta = json.loads((kernel_dir / "kernel-metadata.json").read_text(encoding="utf-8"))
+            nb = json.loads((kernel_dir / f"{name}.ipynb").read_text(encoding="utf-8"))
+            n_lib = len(nb["metadata"][BUILD_KEY]["library"])
+            print(
+                f"{NOTEBOOKS_DIR / name}.ipynb: {len(nb['cells'])} cells, {n_lib} library "
+                f"modules; {KERNELS_DIR / name}/ -> {meta['id']}"
+            )
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
