@@ -280,19 +280,27 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
         for signal in signals:
             fail_all(signal, f"clean reference unusable: {exc}")
         return row, failures
+    loaded: dict[str, np.ndarray] = {}
     for signal in signals:
         source = getattr(item, signal)
         if source is None:
             fail_all(signal, f"no {signal} signal given")
             continue
         try:
-            est = _load_eval_signal(source, item.sr)
+            loaded[signal] = _load_eval_signal(source, item.sr)
         except UserError as exc:
             fail_all(signal, f"{signal} signal unusable: {exc}")
-            continue
-        ref, est = _crop_eval_pair(clean, est, item.name, signal)
-        row["seconds"] = round(len(ref) / SAMPLE_RATE, 3)
-        values, reasons = _score_against_clean(ref, est, SAMPLE_RATE)
+    # One common length for clean, noisy and enhanced, so the delta compares the same span.
+    n = min(len(w) for w in (clean, *loaded.values()))
+    lengths = {"clean": len(clean), **{signal: len(w) for signal, w in loaded.items()}}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{signal} {length}" for signal, length in lengths.items())
+        warnings.warn(
+            f"{item.name}: lengths differ ({listed} samples); all cropped to {n}", stacklevel=2
+        )
+    row["seconds"] = round(n / SAMPLE_RATE, 3)
+    for signal, est in loaded.items():
+        values, reasons = _score_against_clean(clean[:n], est[:n], SAMPLE_RATE)
         for metric, value in values.items():
             row[f"{signal}_{metric}"] = value
         failures.extend(

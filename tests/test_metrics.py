@@ -151,12 +151,17 @@ def test_unreadable_file_is_recorded_not_raised(tmp_path):
     assert any("noisy.wav" in r for r in reasons)
 
 
-def test_length_mismatch_warns_naming_the_file():
+def test_length_mismatch_warns_naming_the_file_and_crops_all_signals():
     clean = voice_like(3.0)
-    item = EvalItem("uneven.wav", clean=clean, noisy=add_noise(clean, 5.0)[: int(2.5 * SR)])
-    with pytest.warns(UserWarning, match="uneven.wav"):
+    noisy = add_noise(clean, 5.0)
+    short = int(2.5 * SR)
+    item = EvalItem("uneven.wav", clean=clean, noisy=noisy, enhanced=add_noise(clean, 15.0)[:short])
+    with pytest.warns(UserWarning, match="uneven.wav.*cropped to 40000"):
         result = evaluate_pairs([item], workers=1, progress=False)
-    assert result.rows[0]["seconds"] == pytest.approx(2.5)
+    row = result.rows[0]
+    assert row["seconds"] == pytest.approx(2.5)
+    # The noisy baseline is scored on the same span as the enhanced signal, so the delta is paired.
+    assert row["noisy_si_sdr"] == pytest.approx(si_sdr(clean[:short], noisy[:short]))
     assert not result.summary["failures"]
 
 
