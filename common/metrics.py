@@ -264,9 +264,10 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
     row: dict = {"file": item.name, "seconds": None}
     failures: list[dict] = []
     signals = EVAL_SIGNALS if has_enhanced else EVAL_SIGNALS[:1]
-    for signal in signals:
+    # Every row has every column (None = failed), whatever goes wrong below.
+    for group in (*signals, "delta") if has_enhanced else signals:
         for metric in METRIC_NAMES:
-            row[f"{signal}_{metric}"] = None
+            row[f"{group}_{metric}"] = None
 
     def fail_all(signal: str, reason: str) -> None:
         failures.extend(

@@ -151,6 +151,17 @@ def test_unreadable_file_is_recorded_not_raised(tmp_path):
     assert any("noisy.wav" in r for r in reasons)
 
 
+def test_unusable_clean_reference_keeps_every_column(tmp_path):
+    broken = tmp_path / "clean.wav"
+    broken.write_bytes(b"")
+    items = [EvalItem("bad.wav", broken, voice_like(), voice_like(seed=1))] + make_items(1)
+    result = evaluate_pairs(items, workers=1, progress=False)
+    assert list(result.rows[0]) == list(result.rows[1])
+    assert len(result.summary["failures"]) == 2 * len(METRIC_NAMES)
+    csv_path, _ = write_results(result, tmp_path / "out")
+    assert "clean reference unusable" in csv_path.read_text()
+
+
 def test_length_mismatch_warns_naming_the_file_and_crops_all_signals():
     clean = voice_like(3.0)
     noisy = add_noise(clean, 5.0)
