@@ -371,6 +371,7 @@ class PairedDataset(torch.utils.data.Dataset):
         self.segment = None if segment_seconds is None else int(round(segment_seconds * sr))
         self.train, self.seed, self.sr, self.epoch = train, seed, sr, 0
         self.pairs, self.lengths = self._usable(pairs, min_seconds)
+        self._bad: set[int] = set()
 
     def _usable(
         self, pairs: list[AudioPair], min_seconds: float
@@ -442,6 +443,23 @@ class PairedDataset(torch.utils.data.Dataset):
         return int(rng.integers(0, room + 1))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # A file that turns out bad only when decoded (NaN samples, a damaged frame) should not
+        # end a long training run: warn once and use the next pair instead.
+        for attempt in range(min(10, len(self.pairs))):
+            i = (index + attempt) % len(self.pairs)
+            if i in self._bad:
+                continue
+            try:
+                return self._read_pair(i)
+            except AudioError as exc:
+                self._bad.add(i)
+                warnings.warn(f"{exc}; pair skipped", stacklevel=2)
+        raise UserError(
+            f"{self.pairs[index].noisy.parent}: pairs near index {index} are all unreadable; "
+            "check the data"
+        )
+
+    def _read_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         pair, length = self.pairs[index], self.lengths[index]
         start = self.crop_start(index)
         frames = length - start if self.segment is None else min(self.segment, length - start)
