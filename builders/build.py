@@ -170,8 +170,8 @@ def _library_cells(modules: list[ModuleSource]) -> list[NotebookNode]:
     cells = [
         nbformat.v4.new_markdown_cell(
             "## Library\n\n"
-            f"The next {len(modules)} cells are the repository's `common/` modules this notebook "
-            "uses, copied in dependency order by `builders/build.py` so that it runs without the "
+            f"The {len(modules)} `Library:` sections below are the repository's `common/` modules "
+            "this notebook uses, copied in dependency order by `builders/build.py` so that it runs without the "
             "repository. Edit them in `common/`, not here. Imports between them are replaced by "
             "comments: every cell shares one namespace."
         )
@@ -257,7 +257,7 @@ def _finish(cells: list[NotebookNode], record: dict) -> NotebookNode:
         # Ids from position and content: random ids (nbformat's default) break determinism.
         cell.id = hashlib.sha256(seed.encode()).hexdigest()[:16]
         nb.cells.append(cell)
-    nb.metadata = NotebookNode(
+    nb.metadata = nbformat.from_dict(
         {
             "kernelspec": dict(KERNELSPEC),
             "language_info": dict(LANGUAGE_INFO),

@@ -154,14 +154,16 @@ def execute(
 
 
 def _failed_cell(executed: Path, exc: papermill.PapermillExecutionError) -> str:
+    # papermill adds error-marker cells to the executed notebook, so the cell index no longer
+    # points at the failing cell there; its execution count does.
     first = ""
     if executed.is_file():
-        cells = nbformat.read(executed, as_version=4).cells
-        if 0 <= exc.cell_index < len(cells):
-            lines = [line for line in cells[exc.cell_index].source.splitlines() if line.strip()]
-            first = f" `{lines[0][:60]}`" if lines else ""
+        for cell in nbformat.read(executed, as_version=4).cells:
+            if cell.cell_type == "code" and cell.get("execution_count") == exc.exec_count:
+                lines = [line for line in cell.source.splitlines() if line.strip()]
+                first = f" `{lines[0][:60]}`" if lines else ""
     evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ""
-    return f"cell {exc.cell_index}{first} failed: {exc.ename}: {evalue}"
+    return f"cell In [{exc.exec_count}]{first} failed: {exc.ename}: {evalue}"
 
 
 PROBE_SOURCE = """\
