@@ -18,7 +18,6 @@ from common.data import (
     prepare_kaggle_data,
 )
 from common.mixing import make_testset, real_corpus_splits
-from common.synthetic import make_synthetic_corpus
 
 
 def _describe(label: str, pairs: list[AudioPair]) -> str:
@@ -38,6 +37,9 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:
+    # Imported here: scipy.signal costs a second at start-up of every `python -m common` command.
+    from common.synthetic import make_synthetic_corpus
+
     out = make_synthetic_corpus(
         Path(args.out), n_train=args.n_train, n_test=args.n_test, seed=args.seed
     )
