@@ -1,0 +1,527 @@
+"""Kaggle operations: push, status, wait, pull (every result kept) and the leaderboard.
+
+    python -m builders.kaggle push NAME [--resume]   # build, pull the previous outputs, push, record
+    python -m builders.kaggle status NAME
+    python -m builders.kaggle wait NAME [--poll S] [--timeout S]
+    python -m builders.kaggle pull NAME              # -> results/NAME/vN/
+    python -m builders.kaggle report                 # -> results/LEADERBOARD.md (+ leaderboard.png)
+
+Kaggle only ever serves the outputs of a kernel's *latest* version, so `push` first pulls the
+outputs of the previous version when they are not saved yet (and refuses while it still runs):
+a new version can never make a finished run's outputs unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builders.kaggle_cli import KaggleCli, KernelNotFound, KernelStatus
+from builders.outputs import verify_outputs
+from builders.registry import (
+    Registry,
+    RunRecord,
+    find_summary,
+    load_registry,
+    path_depth,
+    utc_now,
+)
+from common.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+# Kaggle mounts an attached notebook's outputs read-only under /kaggle/input. The layout has
+# changed before (datasets moved to /kaggle/input/datasets/<owner>/<slug>/), so the notebook
+# should fall back to searching /kaggle/input for this file name when the path is missing.
+KAGGLE_INPUT = "/kaggle/input"
+RESUME_PARAMETER = "resume_checkpoint"
+RESUME_FILE = "last.pt"
+METADATA_SETTINGS = (
+    "id",
+    "title",
+    "is_private",
+    "enable_gpu",
+    "enable_tpu",
+    "enable_internet",
+    "machine_shape",
+    "dataset_sources",
+    "competition_sources",
+    "kernel_sources",
+    "model_sources",
+    "docker_image_pinning_type",
+)
+
+
+@dataclass
+class OpsConfig:
+    """Where results live and how `wait` polls (back-off from `poll_s` up to `max_poll_s`)."""
+
+    results_dir: Path = REPO / "results"
+    poll_s: float = 15.0
+    max_poll_s: float = 300.0
+    backoff: float = 1.5
+    wait_timeout_s: float = 13 * 3600.0  # Kaggle's 12 h GPU session plus time in the queue
+    max_status_failures: int = 5
+
+
+BuildFn = Callable[[str, "str | None"], Path]
+
+
+def _default_build(name: str, username: str | None) -> Path:
+    try:
+        from builders.build import build_kernel
+    except ImportError as exc:
+        raise UserError(f"builders.build is not available ({exc}): cannot build {name}") from exc
+    return build_kernel(name, username=username)
+
+
+def git_commit(repo: Path = REPO) -> tuple[str, bool]:
+    """(HEAD commit, working tree has uncommitted changes); ("unknown", True) outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+    return head, bool(dirty)
+
+
+# --------------------------------------------------------------------------- the built kernel
+
+
+def read_kernel_dir(kernel_dir: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """(kernel-metadata.json, notebook path, notebook JSON), checked the way Kaggle would."""
+    meta_path = kernel_dir / "kernel-metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{meta_path}: missing or not JSON ({exc}); run make build") from exc
+    ref = str(meta.get("id", ""))
+    if ref.count("/") != 1 or not all(ref.split("/")):
+        raise UserError(f"{meta_path}: id must be 'owner/slug', got {ref!r}")
+    nb_path = kernel_dir / str(meta.get("code_file", ""))
+    if not meta.get("code_file") or not nb_path.is_file():
+        raise UserError(f"{meta_path}: code_file {meta.get('code_file')!r} does not exist")
+    try:
+        notebook = json.loads(nb_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{nb_path}: not a notebook ({exc}); run make build") from exc
+    # Kaggle runs notebooks with papermill, which fails with "No kernel name found" without it.
+    if not notebook.get("metadata", {}).get("kernelspec", {}).get("name"):
+        raise UserError(f"{nb_path}: no metadata.kernelspec.name; Kaggle cannot run it")
+    return meta, nb_path, notebook
+
+
+def _validate_with_builder(kernel_dir: Path, meta: dict[str, Any]) -> None:
+    from builders.metadata import require_username, validate_metadata
+
+    require_username(meta)
+    validate_metadata(meta, kernel_dir)
+
+
+def _parameters_cell(notebook: dict[str, Any]) -> int | None:
+    for i, cell in enumerate(notebook.get("cells", [])):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return i
+    return None
+
+
+def notebook_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Literal assignments of the papermill `parameters` cell and any injected override cell."""
+    params: dict[str, Any] = {}
+    for cell in notebook.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" not in tags and "injected-parameters" not in tags:
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                try:
+                    value = ast.literal_eval(node.value) if node.value is not None else None
+                except ValueError:
+                    continue
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        params[t.id] = value
+    return params
+
+
+def inject_parameters(nb_path: Path, notebook: dict[str, Any], values: dict[str, Any]) -> None:
+    """Add a papermill-style `injected-parameters` cell right after the `parameters` cell."""
+    index = _parameters_cell(notebook)
+    if index is None:
+        raise UserError(f"{nb_path}: no cell tagged 'parameters' to override {sorted(values)}")
+    source = "# Parameters set by `python -m builders.kaggle push`\n" + "".join(
+        f"{k} = {v!r}\n" for k, v in values.items()
+    )
+    cell = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "injected-parameters",
+        "metadata": {"tags": ["injected-parameters"]},
+        "outputs": [],
+        "source": source,
+    }
+    notebook["cells"].insert(index + 1, cell)
+    nb_path.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _kernel_ref(name: str, registry: Registry) -> str:
+    run = registry.latest(name)
+    if run is not None:
+        return run.kernel
+    meta = REPO / "build" / "kernels" / name / "kernel-metadata.json"
+    if meta.is_file():
+        return str(json.loads(meta.read_text(encoding="utf-8"))["id"])
+    raise UserError(
+        f"no push of {name!r} recorded in {registry.path}: run `make push-{name}` first"
+    )
+
+
+def _record_status(run: RunRecord, status: KernelStatus) -> None:
+    run.status = status.state
+    run.failure_message = status.failure_message
+    run.status_at = utc_now()
+
+
+def _pull_run(run: RunRecord, registry: Registry, cfg: OpsConfig, cli: KaggleCli) -> Path:
+    """Download the latest outputs of `run.kernel` into results/NAME/vN/, checked and recorded."""
+    dest = cfg.results_dir / run.name / run.version_dir_name
+    staging = dest.with_name(dest.name + ".incoming")
+    if staging.exists():
+        shutil.rmtree(staging)  # left by an interrupted pull of ours
+    cli.output(run.kernel, staging)
+    files = verify_outputs(staging)
+    if dest.exists() and any(dest.iterdir()):
+        earlier = verify_outputs(dest)
+        if {k: v["sha256"] for k, v in earlier.items()} != {
+            k: v["sha256"] for k, v in files.items()
+        }:
+            raise UserError(
+                f"{dest} already holds a different download of {run.label}; the new one is in "
+                f"{staging}: compare them, keep one as {dest} and delete the other"
+            )
+        shutil.rmtree(staging)
+        print(f"{run.label}: outputs already saved in {dest} (identical)")
+    else:
+        if dest.exists():
+            dest.rmdir()
+        os.replace(staging, dest)
+        print(f"{run.label}: {len(files)} file(s) saved in {dest}")
+    run.pulled_at = utc_now()
+    run.pulled_dir = dest.relative_to(cfg.results_dir).as_posix()
+    run.files = files
+    registry.save()
+    _check_summary(run, dest)
+    return dest
+
+
+def _check_summary(run: RunRecord, dest: Path) -> None:
+    name = find_summary(run.files)
+    if name is None:
+        if run.status == "COMPLETE":
+            warnings.warn(
+                f"{dest}: no summary.json, so {run.label} has no leaderboard row", stacklevel=2
+            )
+        return
+    summary = json.loads((dest / name).read_text(encoding="utf-8"))
+    build = summary.get("build") if isinstance(summary.get("build"), dict) else {}
+    commit = str(summary.get("git_commit") or build.get("git_commit") or "")
+    if commit and run.git_commit != "unknown" and not commit.startswith(run.git_commit[:7]):
+        warnings.warn(
+            f"{dest / name}: git_commit {commit[:12]} is not the pushed {run.git_commit[:12]}: "
+            f"these outputs may belong to another version of {run.kernel}",
+            stacklevel=2,
+        )
+
+
+def _guard_previous(
+    name: str, ref: str, registry: Registry, cfg: OpsConfig, cli: KaggleCli
+) -> None:
+    """Save the outputs of the kernel's current version before a new push hides them."""
+    previous = registry.latest(name)
+    if previous is not None and previous.kernel != ref:
+        previous = None  # the notebook now pushes to another kernel; that one stays reachable
+    if previous is not None and previous.pulled_at is not None:
+        return
+    try:
+        status = cli.status(ref)
+    except KernelNotFound:
+        if previous is None:
+            return  # a new kernel: nothing to lose
+        raise
+    if previous is None:
+        # Pushed from the Kaggle UI or another clone: keep its outputs under an unknown version.
+        commit = "unknown"
+        previous = registry.add(RunRecord(name, ref, None, utc_now(), commit, url=None))
+    _record_status(previous, status)
+    registry.save()
+    if not status.finished:
+        raise UserError(
+            f"{previous.label} ({ref}) is still {status.state} on Kaggle and a new push would make "
+            f"its outputs unreachable: run `make wait-{name}` and `make pull-{name}` first"
+        )
+    print(f"{previous.label}: saving its outputs before the new push")
+    _pull_run(previous, registry, cfg, cli)
+
+
+def _resume_source(name: str, ref: str, registry: Registry) -> tuple[RunRecord, str]:
+    run = registry.latest(name)
+    if run is None or run.kernel != ref or run.pulled_at is None:
+        raise UserError(f"--resume: no pulled version of {ref} to resume from; push without it")
+    candidates = sorted(
+        (f for f in run.files if f.rsplit("/", 1)[-1] == RESUME_FILE), key=path_depth
+    )
+    if not candidates:
+        raise UserError(
+            f"--resume: {run.label} saved no {RESUME_FILE} (see {run.pulled_dir}); push without it"
+        )
+    slug = ref.split("/", 1)[1]
+    return run, f"{KAGGLE_INPUT}/{slug}/{candidates[0]}"
+
+
+def push(
+    name: str,
+    resume: bool = False,
+    cfg: OpsConfig | None = None,
+    cli: KaggleCli | None = None,
+    build: BuildFn | None = None,
+) -> RunRecord:
+    """Build and check NAME, save the previous version's outputs, push, and record the version."""
+    cfg = cfg or OpsConfig()
+    cli = cli or KaggleCli()
+    credentials = cli.credentials()  # before anything is built, pulled or written
+    registry = load_registry(cfg.results_dir)
+    kernel_dir = (build or _default_build)(name, credentials.username)
+    meta, nb_path, notebook = read_kernel_dir(kernel_dir)
+    _validate_with_builder(kernel_dir, meta)
+    ref = str(meta["id"])
+
+    _guard_previous(name, ref, registry, cfg, cli)
+
+    resume_from = None
+    if resume:
+        if RESUME_PARAMETER not in notebook_parameters(notebook):
+            raise UserError(
+                f"--resume: the parameters cell of notebooks_src/{name}.py has no "
+                f"{RESUME_PARAMETER}; add `{RESUME_PARAMETER} = None` there"
+            )
+        source_run, checkpoint = _resume_source(name, ref, registry)
+        resume_from = source_run.version
+        sources = list(meta.get("kernel_sources") or [])
+        if ref not in sources:
+            sources.append(ref)
+        meta["kernel_sources"] = sources
+        (kernel_dir / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        inject_parameters(nb_path, notebook, {RESUME_PARAMETER: checkpoint})
+        print(f"{name}: resuming from {source_run.label} ({checkpoint})")
+
+    commit, dirty = git_commit()
+    result = cli.push(kernel_dir)
+    version, inferred = result.version, False
+    if version is None:
+        known = [r.version for r in registry.runs if r.kernel == ref and r.version is not None]
+        version, inferred = (max(known) + 1 if known else 1), True
+        warnings.warn(
+            f"{ref}: Kaggle did not report the version number; recording v{version}", stacklevel=2
+        )
+    config = {k: meta[k] for k in METADATA_SETTINGS if k in meta}
+    config["parameters"] = notebook_parameters(json.loads(nb_path.read_text(encoding="utf-8")))
+    config["git_dirty"] = dirty
+    run = registry.add(
+        RunRecord(
+            name=name,
+            kernel=ref,
+            version=version,
+            pushed_at=utc_now(),
+            git_commit=commit,
+            url=result.url,
+            config=config,
+            resume_from=resume_from,
+            version_inferred=inferred,
+            status="QUEUED",
+            status_at=utc_now(),
+        )
+    )
+    registry.save()
+    note = " (uncommitted changes: the record's commit is not the whole story)" if dirty else ""
+    print(f"pushed {run.label} as {ref}: {result.url}{note}")
+    return run
+
+
+def status(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) -> KernelStatus:
+    cfg = cfg or OpsConfig()
+    cli = cli or KaggleCli()
+    cli.credentials()
+    registry = load_registry(cfg.results_dir)
+    ref = _kernel_ref(name, registry)
+    st = cli.status(ref)
+    run = registry.latest(name)
+    if run is not None and run.kernel == ref:
+        _record_status(run, st)
+        registry.save()
+    label = run.label if run is not None else name
+    print(f"{label} ({ref}): {st.state}")
+    if st.failure_message:
+        print(f"failure message: {st.failure_message}")
+    return st
+
+
+def wait(
+    name: str,
+    cfg: OpsConfig | None = None,
+    cli: KaggleCli | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> KernelStatus:
+    """Poll with back-off until the run finishes; UserError on ERROR, cancel or the time limit."""
+    cfg = cfg or OpsConfig()
+    cli = cli or KaggleCli()
+    cli.credentials()
+    registry = load_registry(cfg.results_dir)
+    ref = _kernel_ref(name, registry)
+    run = registry.latest(name)
+    label = run.label if run is not None else name
+    start, interval, last, failures = clock(), cfg.poll_s, None, 0
+    while True:
+        try:
+            st = cli.status(ref)
+            failures = 0
+        except KernelNotFound:
+            raise
+        except UserError as exc:
+            # A flaky network must not end a 10-hour wait; repeated failures do.
+            failures += 1
+            if failures >= cfg.max_status_failures:
+                raise
+            print(f"{label}: status check failed ({exc}); retrying", file=sys.stderr)
+            st = None
+        if st is not None and st.state != last:
+            elapsed = int(clock() - start)
+            print(f"[{time.strftime('%H:%M:%S')} +{elapsed}s] {label} ({ref}): {st.state}")
+            last = st.state
+            if run is not None and run.kernel == ref:
+                _record_status(run, st)
+                registry.save()
+        if st is not None and st.finished:
+            break
+        if clock() - start + interval > cfg.wait_timeout_s:
+            raise UserError(
+                f"{label} is still {last} after {cfg.wait_timeout_s:.0f} s: "
+                f"run `make wait-{name}` again later (the run continues on Kaggle)"
+            )
+        sleep(interval)
+        interval = min(interval * cfg.backoff, cfg.max_poll_s)
+    if st.state == "ERROR":
+        raise UserError(
+            f"{label} failed on Kaggle: {st.failure_message or 'no failure message'}; "
+            f"`make pull-{name}` saves its log"
+        )
+    if st.state != "COMPLETE":
+        raise UserError(f"{label} was cancelled on Kaggle ({st.state})")
+    return st
+
+
+def pull(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) -> Path:
+    """Download the latest version's outputs and log into results/NAME/vN/ (checked)."""
+    cfg = cfg or OpsConfig()
+    cli = cli or KaggleCli()
+    cli.credentials()
+    registry = load_registry(cfg.results_dir)
+    run = registry.latest(name)
+    if run is None:
+        raise UserError(
+            f"no push of {name!r} recorded in {registry.path}: run `make push-{name}` first"
+        )
+    st = cli.status(run.kernel)
+    _record_status(run, st)
+    registry.save()
+    if not st.finished:
+        # A pull now would save partial outputs that a later, complete pull could not replace.
+        raise UserError(f"{run.label} is still {st.state} on Kaggle: run `make wait-{name}` first")
+    return _pull_run(run, registry, cfg, cli)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _results_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("RESULTS_DIR") or REPO / "results").resolve()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m builders.kaggle", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--results", help="results folder (default: $RESULTS_DIR or results/)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("push", help="build, save the previous outputs, push, record")
+    p.add_argument("name")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the last pulled version's last.pt"
+    )
+    sub.add_parser("status", help="print the state of the latest version").add_argument("name")
+    p = sub.add_parser("wait", help="poll until the run finishes")
+    p.add_argument("name")
+    p.add_argument("--poll", type=float, default=OpsConfig.poll_s, help="first interval, s")
+    p.add_argument("--max-poll", type=float, default=OpsConfig.max_poll_s, help="longest, s")
+    p.add_argument("--timeout", type=float, default=OpsConfig.wait_timeout_s, help="limit, s")
+    sub.add_parser("pull", help="download outputs into results/NAME/vN/").add_argument("name")
+    sub.add_parser("report", help="write results/LEADERBOARD.md from pulled summary.json files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    args = build_parser().parse_args(argv)
+    cfg = OpsConfig(results_dir=_results_dir(args.results))
+    try:
+        if args.command == "push":
+            push(args.name, resume=args.resume, cfg=cfg)
+        elif args.command == "status":
+            status(args.name, cfg=cfg)
+        elif args.command == "wait":
+            cfg.poll_s, cfg.max_poll_s, cfg.wait_timeout_s = args.poll, args.max_poll, args.timeout
+            wait(args.name, cfg=cfg)
+        elif args.command == "pull":
+            pull(args.name, cfg=cfg)
+        else:
+            from builders.report import write_leaderboard
+
+            print(f"wrote {write_leaderboard(cfg.results_dir)}")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""A thin wrapper over the official `kaggle` CLI, run as a subprocess.
+
+Why a subprocess: `import kaggle` authenticates at import time (and may call the network), so the
+CLI is never imported here. The wrapper turns the CLI's quirks into plain results or one-line
+`UserError`s:
+- `kernels push` exits 0 when Kaggle rejects the push ("Kernel push error: ...");
+- `kernels status` exits 0 for every state and prints the enum's class name;
+- missing credentials print a long help text to stdout, so they are detected here first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+
+TERMINAL_STATES = ("COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED")
+ACTIVE_STATES = ("QUEUED", "RUNNING", "NEW_SCRIPT")
+
+CREDENTIALS_HELP = (
+    "no Kaggle credentials found: put your API key in ~/.kaggle/kaggle.json "
+    '({"username": ..., "key": ...}, chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY, '
+    "or KAGGLE_API_TOKEN (create one at https://www.kaggle.com/settings/api)"
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the CLI will find credentials; `username` is None when only a token is known."""
+
+    source: str
+    username: str | None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    version: int | None
+    url: str | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    state: str
+    failure_message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class KernelNotFound(UserError):
+    """The kernel does not exist on Kaggle (yet)."""
+
+
+def _config_dir(env: Mapping[str, str]) -> Path:
+    # Mirrors KaggleApi.config_dir: $KAGGLE_CONFIG_DIR, else ~/.kaggle when it exists, else XDG.
+    if env.get("KAGGLE_CONFIG_DIR"):
+        return Path(env["KAGGLE_CONFIG_DIR"])
+    home = Path(env.get("HOME") or Path.home())
+    legacy = home / ".kaggle"
+    if legacy.exists() or not sys.platform.startswith("linux"):
+        return legacy
+    return Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"
+
+
+def find_credentials(env: Mapping[str, str] | None = None) -> Credentials:
+    """The credentials the CLI would use, checked without any network call; UserError if none."""
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or Path.home())
+    if env.get("KAGGLE_API_TOKEN"):
+        return Credentials("KAGGLE_API_TOKEN", env.get("KAGGLE_USERNAME"))
+    for name in ("access_token", "access_token.txt"):
+        token = home / ".kaggle" / name
+        if token.is_file() and token.read_text().strip():
+            return Credentials(str(token), env.get("KAGGLE_USERNAME"))
+    config = _config_dir(env) / "kaggle.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{config}: not valid JSON ({exc}); download it again") from exc
+        if isinstance(data, dict) and data.get("username") and data.get("key"):
+            return Credentials(str(config), str(data["username"]))
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return Credentials("KAGGLE_USERNAME/KAGGLE_KEY", env["KAGGLE_USERNAME"])
+    oauth = home / ".kaggle" / "credentials.json"
+    if oauth.is_file():
+        return Credentials(str(oauth), env.get("KAGGLE_USERNAME"))
+    raise UserError(CREDENTIALS_HELP)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def parse_push_output(stdout: str) -> PushResult:
+    """The version and URL from `kernels push`; UserError on "Kernel push error" (exit code 0)."""
+    error = re.search(r"^Kernel push error:\s*(.*)$", stdout, re.MULTILINE)
+    if error:
+        raise UserError(f"Kaggle rejected the push: {error.group(1).strip()}")
+    notes = tuple(
+        m.group(0).strip()
+        for m in re.finditer(r"^The following are not valid .*$", stdout, re.MULTILINE)
+    )
+    ok = re.search(
+        r"Kernel version\s*(\d*)\s*successfully pushed\.\s*Please check progress at\s*(\S+)", stdout
+    )
+    if not ok:
+        raise UserError(f"unexpected output from kaggle kernels push: {_last_line(stdout)!r}")
+    version = int(ok.group(1)) if ok.group(1) else None
+    return PushResult(version=version, url=ok.group(2), warnings=notes)
+
+
+def parse_status_output(stdout: str) -> KernelStatus:
+    """`O/S has status "KernelWorkerStatus.ERROR"` (+ `Failure message: "..."`) -> KernelStatus."""
+    m = re.search(r'has status "(?:\w+\.)?([A-Z_]+)"', stdout)
+    if not m:
+        raise UserError(f"unexpected output from kaggle kernels status: {_last_line(stdout)!r}")
+    failure = re.search(r'^Failure message: "(.*)"\s*$', stdout, re.MULTILINE | re.DOTALL)
+    return KernelStatus(m.group(1), failure.group(1) if failure else None)
+
+
+class KaggleCli:
+    """Runs `python -m kaggle ...` with the current environment (or `env`)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, timeout_s: float = 600.0) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.timeout_s = timeout_s
+
+    def credentials(self) -> Credentials:
+        return find_credentials(self.env)
+
+    def run(self, args: Sequence[str], timeout_s: float | None = None) -> tuple[str, str]:
+        """Run one CLI command; returns (stdout, stderr); UserError naming the failure otherwise."""
+        self.credentials()
+        if importlib.util.find_spec("kaggle") is None:
+            raise UserError(
+                "the kaggle CLI is not installed in this environment: run `make setup` "
+                "(or pip install 'kaggle==2.2.4' six)"
+            )
+        cmd = [sys.executable, "-m", "kaggle", "-W", *args]
+        label = "kaggle " + " ".join(args[:2])
+        try:
+            proc = subprocess.run(
+                cmd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s or self.timeout_s,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise UserError(
+                f"{label} did not answer within {exc.timeout:.0f} s: check the network and retry"
+            ) from exc
+        out, err = proc.stdout, proc.stderr
+        if "Authentication required" in out:
+            raise UserError(
+                "Kaggle did not accept the credentials "
+                f"({self.credentials().source}): create a new API token at "
+                "https://www.kaggle.com/settings/api"
+            )
+        if proc.returncode != 0:
+            reason = _last_line(err) or _last_line(out) or f"exit code {proc.returncode}"
+            if "Permission 'kernels.get' was denied" in reason:
+                # The CLI turns 401/403 into a long hint about benchmark slugs; say it plainly.
+                raise UserError(
+                    f"{label}: Kaggle denied access: check the owner/slug, and that the "
+                    f"credentials from {self.credentials().source} are current"
+                )
+            if re.search(r"\b404\b|not found", reason, re.IGNORECASE):
+                raise KernelNotFound(f"{label}: {reason}")
+            if re.search(r"Connection refused|Max retries exceeded|NameResolution", reason):
+                raise UserError(f"{label}: cannot reach Kaggle ({reason[:200]}); retry later")
+            raise UserError(f"{label} failed: {reason[:300]}")
+        if "ModuleNotFoundError" in err:
+            raise UserError(f"{label}: {_last_line(err)}; run `make setup`")
+        return out, err
+
+    def push(self, kernel_dir: Path, timeout_s: float | None = None) -> PushResult:
+        out, _ = self.run(["kernels", "push", "-p", str(kernel_dir)], timeout_s)
+        result = parse_push_output(out)
+        for note in result.warnings:
+            warnings.warn(f"{kernel_dir}: {note}", stacklevel=2)
+        return result
+
+    def status(self, ref: str) -> KernelStatus:
+        out, _ = self.run(["kernels", "status", ref])
+        return parse_status_output(out)
+
+    def output(self, ref: str, dest: Path, timeout_s: float = 3600.0) -> list[Path]:
+        """Download the latest version's outputs and log into `dest`; returns the files there."""
+        dest.mkdir(parents=True, exist_ok=True)
+        self.run(["kernels", "output", ref, "-p", str(dest), "-o"], timeout_s)
+        return sorted(p for p in dest.rglob("*") if p.is_file())

@@ -1,0 +1,119 @@
+"""The run registry: `results/registry.json`, one record per pushed Kaggle version.
+
+Push adds a record (kernel ref, version, time, git commit, config); status/wait/pull update it
+(state, failure message, pulled folder and the sha256 of every pulled file). The leaderboard is
+built from this file plus the pulled `summary.json`s only. Writes are atomic (temp file + rename)
+so an interrupted command never leaves half a registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+
+REGISTRY_NAME = "registry.json"
+REGISTRY_FORMAT = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class RunRecord:
+    """One pushed version of one notebook."""
+
+    name: str
+    kernel: str
+    version: int | None
+    pushed_at: str
+    git_commit: str
+    url: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    resume_from: int | None = None
+    version_inferred: bool = False
+    status: str | None = None
+    failure_message: str | None = None
+    status_at: str | None = None
+    pulled_at: str | None = None
+    pulled_dir: str | None = None  # relative to the results folder, e.g. "dpt/v3"
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {sha256, bytes}
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version if self.version is not None else '?'}"
+
+    @property
+    def version_dir_name(self) -> str:
+        if self.version is not None:
+            return f"v{self.version}"
+        # A version pushed from elsewhere (Kaggle UI, another clone) whose number is unknown.
+        return "v0-unknown-" + self.pushed_at.replace(":", "").replace("+0000", "")[:17]
+
+
+@dataclass
+class Registry:
+    path: Path
+    runs: list[RunRecord] = field(default_factory=list)
+
+    def latest(self, name: str) -> RunRecord | None:
+        mine = [r for r in self.runs if r.name == name]
+        return mine[-1] if mine else None
+
+    def find(self, name: str, version: int | None) -> RunRecord | None:
+        for run in reversed(self.runs):
+            if run.name == name and run.version == version:
+                return run
+        return None
+
+    def add(self, run: RunRecord) -> RunRecord:
+        self.runs.append(run)
+        return run
+
+    def save(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"format": REGISTRY_FORMAT, "runs": [dataclasses.asdict(r) for r in self.runs]}
+        fd, tmp = tempfile.mkstemp(prefix=".registry.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(payload, f, indent=2, sort_keys=False)
+                f.write("\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.path
+
+
+def path_depth(name: str) -> tuple[int, str]:
+    return name.count("/"), name
+
+
+def find_summary(files: dict[str, Any] | list[str]) -> str | None:
+    """The pulled summary.json: top level first, else the shallowest one (e.g. outputs/)."""
+    names = sorted((f for f in files if f.rsplit("/", 1)[-1] == "summary.json"), key=path_depth)
+    return names[0] if names else None
+
+
+def load_registry(results_dir: Path) -> Registry:
+    """The registry in `results_dir` (an empty one when the file does not exist yet)."""
+    path = Path(results_dir) / REGISTRY_NAME
+    if not path.exists():
+        return Registry(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(RunRecord)}
+        runs = [RunRecord(**{k: v for k, v in r.items() if k in known}) for r in data["runs"]]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"{path}: not a valid run registry ({exc}); restore it from git (git checkout -- {path})"
+        ) from exc
+    return Registry(path, runs)
