@@ -222,8 +222,11 @@ def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
             "move the import below it"
         )
 
-    roots = list(dict.fromkeys(imp.module for i in users for imp in parsed[i].imports))
-    modules = resolve_modules(roots, repo)
+    importers: dict[str, str] = {}
+    for i in users:
+        for imp in parsed[i].imports:
+            importers.setdefault(imp.module, f"{parsed[i].label}:{imp.lineno}")
+    modules = resolve_modules(list(importers), repo, importers)
     by_name = {m.name: m for m in modules}
     for i in users:
         check_names_exist(parsed[i].imports, by_name, parsed[i].label)

@@ -248,6 +248,14 @@ def module_file(module: str, repo: Path) -> Path:
     raise UserError(f"module {module} not found: no {Path(*parts)}.py in {repo}; check the import")
 
 
+def _module_exists(module: str, repo: Path) -> bool:
+    try:
+        module_file(module, repo)
+    except UserError:
+        return False
+    return True
+
+
 def _refuse_notebook_hazards(tree: ast.Module, filename: str) -> None:
     """Module code that works as a file but breaks (or runs) when pasted into a notebook."""
     for node in ast.walk(tree):
@@ -318,13 +326,18 @@ def check_names_exist(
                 )
 
 
-def resolve_modules(roots: Iterable[str], repo: Path) -> list[ModuleSource]:
-    """The modules `roots` need (transitively), dependencies first, checked for name clashes."""
+def resolve_modules(
+    roots: Iterable[str], repo: Path, importers: dict[str, str] | None = None
+) -> list[ModuleSource]:
+    """The modules `roots` need (transitively), dependencies first, checked for name clashes.
+
+    `importers` maps a root to where it is imported ("file:line"), for error messages.
+    """
     modules: dict[str, ModuleSource] = {}
     order: list[str] = []
     visiting: list[str] = []
 
-    def visit(name: str) -> None:
+    def visit(name: str, via: str | None) -> None:
         if name in order:
             return
         if name in visiting:
@@ -335,16 +348,22 @@ def resolve_modules(roots: Iterable[str], repo: Path) -> list[ModuleSource]:
             )
         visiting.append(name)
         if name not in modules:
+            if via and not _module_exists(name, repo):
+                raise UserError(
+                    f"{via}: no module {name} (no {Path(*name.split('.'))}.py); fix the import"
+                )
             modules[name] = parse_module(name, repo)
-        for dep in modules[name].deps:
-            visit(dep)
+        mod = modules[name]
+        lines = {imp.module: f"{mod.path.as_posix()}:{imp.lineno}" for imp in reversed(mod.imports)}
+        for dep in mod.deps:
+            visit(dep, lines[dep])
         visiting.pop()
         order.append(name)
-        for dep in modules[name].lazy_deps:
-            visit(dep)
+        for dep in mod.lazy_deps:
+            visit(dep, lines[dep])
 
     for root in roots:
-        visit(root)
+        visit(root, (importers or {}).get(root))
     ordered = [modules[name] for name in order]
     check_collisions(ordered)
     for mod in ordered:

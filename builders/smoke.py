@@ -47,6 +47,7 @@ class SmokeConfig:
     max_minutes: float = 0.5
     max_train_pairs: int = 8
     max_test_pairs: int = 2
+    eval_seconds: float = 4.0  # score only the first seconds of each (16-24 s) test file
     num_workers: int = 0
     seed: int = 0
     n_train_files: int = 8
@@ -185,20 +186,27 @@ def check_isolation(kernel_name: str, tmp: Path) -> None:
     execute(probe, tmp / "probe.out.ipynb", {}, kernel_name, cwd, timeout_s=60)
 
 
+def latest_checkpoint(smoke_dir: Path) -> Path | None:
+    """The newest best.pt an earlier notebook of this smoke run wrote (for `evaluate`)."""
+    found = sorted(smoke_dir.glob("*/**/best.pt"), key=lambda p: (p.stat().st_mtime, str(p)))
+    return found[-1] if found else None
+
+
 def smoke_parameters(
     notebook: Path,
     cfg: SmokeConfig,
     data_dir: Path,
     work_dir: Path,
     output_dir: Path,
-    runs_dir: Path,
+    smoke_dir: Path,
 ) -> dict:
     """Tiny settings for the parameters the notebook declares (papermill warns about others)."""
+    checkpoint = latest_checkpoint(smoke_dir)
     wanted = {
         "data_source": str(data_dir),
         "work_dir": str(work_dir),
         "output_dir": str(output_dir),
-        "runs_dir": str(runs_dir),  # where the other notebooks' output_dir folders are
+        "eval_seconds": cfg.eval_seconds,
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "segment_seconds": cfg.segment_seconds,
@@ -210,6 +218,8 @@ def smoke_parameters(
         "device": "cpu",
         "nproc": 1,
     }
+    if checkpoint is not None:
+        wanted["checkpoint"] = str(checkpoint)
     declared = papermill.inspect_notebook(str(notebook))
     return {k: v for k, v in wanted.items() if k in declared}
 

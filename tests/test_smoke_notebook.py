@@ -65,7 +65,7 @@ def test_built_example_runs_without_the_repository(kernel, tmp_path: Path) -> No
     params = smoke_parameters(
         notebook, SmokeConfig(), tmp_path / "data", cwd / "work", out, tmp_path
     )
-    assert params["output_dir"] == str(out) and "runs_dir" not in params  # only declared ones
+    assert params["output_dir"] == str(out) and "eval_seconds" not in params  # only declared ones
     executed = tmp_path / "_example.ipynb"
     execute(notebook, executed, params, name, cwd, timeout_s=120)
     summary = json.loads((out / "summary.json").read_text())
