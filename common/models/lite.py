@@ -6,7 +6,7 @@
       -> Conv (1x5, stride 2 on frequency), BN, PReLU            3 -> enc_channels     (e1)
       -> causal Conv (time_kernel x 3, stride 2), BN, PReLU       -> width, ~F/4 bands  (e2)
       -> n_blocks x dual-path block:
-           bidirectional GRU across the bands of each frame (no time involved)
+           attention across the bands of each frame (no time involved)
            GRU across time for each band (forward only when causal)
       -> + e2 -> ConvTranspose (1x3, stride 2), BN, PReLU -> + e1 -> ConvTranspose (1x5) -> 2
       -> band split back to F bins -> complex mask, magnitude bounded by mask_max * tanh
@@ -38,7 +38,7 @@ class LiteConfig:
     erb_bands: int = 64  # ERB bands for the remaining bins
     enc_channels: int = 16
     width: int = 48  # channels in the dual-path blocks
-    freq_hidden: int = 24  # per direction, GRU across bands
+    heads: int = 4  # attention heads across bands
     time_hidden: int = 48  # GRU across time (split over two directions when not causal)
     n_blocks: int = 2
     time_kernel: int = 3
@@ -111,29 +111,55 @@ class BandMerge(nn.Module):
         return torch.cat([x[..., : self.n_low], x[..., self.n_low :] @ self.split_w], dim=-1)
 
 
-class DualPathGRU(nn.Module):
-    """GRU across the bands of each frame, then GRU across time per band; (B, T, F, C) in/out."""
+class BandAttention(nn.Module):
+    """Multi-head self-attention across the F bands of each frame: (N, F, C) -> (N, F, C).
 
-    def __init__(self, cfg: LiteConfig, n_bands: int) -> None:
+    Written with plain matmuls: with ~33 tokens nothing faster is needed, and FLOP counters and
+    ONNX exporters see every operation (fused attention kernels hide theirs from the counter).
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise UserError(f"LiteConfig.width={width} must be a multiple of heads={heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, f, c = x.shape
+        q, k, v = self.qkv(x).reshape(n, f, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-1, -2) * (c // self.heads) ** -0.5, dim=-1)
+        return self.out((weights @ v).transpose(1, 2).reshape(n, f, c))
+
+
+class DualPathBlock(nn.Module):
+    """Attention across the bands of each frame, then a GRU across time per band.
+
+    (B, T, F, C) in and out, Pre-LN residual branches. Attention (not a GRU) across frequency:
+    it runs all bands at once, where a GRU would step through them one by one in every frame.
+    """
+
+    def __init__(self, cfg: LiteConfig) -> None:
         super().__init__()
         w = cfg.width
-        self.freq_rnn = nn.GRU(w, cfg.freq_hidden, batch_first=True, bidirectional=True)
-        self.freq_fc = nn.Linear(2 * cfg.freq_hidden, w)
-        self.freq_norm = nn.LayerNorm([n_bands, w])
-        time_hidden = cfg.time_hidden if cfg.causal else cfg.time_hidden // 2
-        self.time_rnn = nn.GRU(w, time_hidden, batch_first=True, bidirectional=not cfg.causal)
-        self.time_fc = nn.Linear(time_hidden * (1 if cfg.causal else 2), w)
-        self.time_norm = nn.LayerNorm([n_bands, w])
+        self.freq_norm = nn.LayerNorm(w)
+        self.freq_attn = BandAttention(w, cfg.heads)
+        self.time_norm = nn.LayerNorm(w)
+        bidirectional = not cfg.causal
+        hidden = cfg.time_hidden // 2 if bidirectional else cfg.time_hidden
+        self.time_rnn = nn.GRU(w, hidden, batch_first=True, bidirectional=bidirectional)
+        self.time_fc = nn.Linear(hidden * (2 if bidirectional else 1), w)
 
     def forward(
         self, x: torch.Tensor, h: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, f, c = x.shape
-        y, _ = self.freq_rnn(x.reshape(b * t, f, c))
-        x = x + self.freq_norm(self.freq_fc(y).reshape(b, t, f, c))
-        y, h = self.time_rnn(x.transpose(1, 2).reshape(b * f, t, c), h)
-        y = self.time_fc(y).reshape(b, f, t, c).transpose(1, 2)
-        return x + self.time_norm(y), h
+        y = self.freq_norm(x).reshape(b * t, f, c)
+        x = x + self.freq_attn(y).reshape(b, t, f, c)
+        y = self.time_norm(x).transpose(1, 2).reshape(b * f, t, c)
+        y, h = self.time_rnn(y, h)
+        return x + self.time_fc(y).reshape(b, f, t, c).transpose(1, 2), h
 
 
 def _lite_up(cin: int, cout: int, kernel_f: int) -> nn.ConvTranspose2d:
@@ -165,7 +191,8 @@ class LiteNet(nn.Module):
         )
         self.enc2 = CausalTimeConv2d(c1, w, (cfg.time_kernel, 3), stride_f=2, causal=cfg.causal)
         self.enc2_act = nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w))
-        self.blocks = nn.ModuleList(DualPathGRU(cfg, self.n_low_res) for _ in range(cfg.n_blocks))
+        self.band_pos = nn.Parameter(torch.zeros(1, 1, self.n_low_res, w))  # which band is which
+        self.blocks = nn.ModuleList(DualPathBlock(cfg) for _ in range(cfg.n_blocks))
         self.dec2 = nn.Sequential(_lite_up(w, c1, 3), nn.BatchNorm2d(c1), nn.PReLU(c1))
         self.dec1 = _lite_up(c1, 2, 5)
 
@@ -191,7 +218,7 @@ class LiteNet(nn.Module):
 
     def complex_mask(self, out: torch.Tensor) -> torch.Tensor:
         """(B, 2, T, F') decoder output -> complex mask (B, F, T) with |mask| < mask_max."""
-        out = self.bands.split(out)
+        out = self.bands.split(out).float()  # fp32: under fp16 autocast the eps would vanish
         norm = (out[:, 0].square() + out[:, 1].square() + 1e-8).sqrt()
         scale = self.cfg.mask_max * torch.tanh(norm) / norm
         return torch.complex(out[:, 0] * scale, out[:, 1] * scale).transpose(1, 2)
@@ -202,7 +229,7 @@ class LiteNet(nn.Module):
         e1 = self.enc1(self.features(spec))  # (B, C1, T, F/2)
         e2, conv_cache = self.enc2(e1, state[0])
         e2 = self.enc2_act(e2)  # (B, W, T, F/4)
-        x = e2.permute(0, 2, 3, 1)  # (B, T, F/4, W): the blocks work channels-last
+        x = e2.permute(0, 2, 3, 1) + self.band_pos  # (B, T, F/4, W): blocks work channels-last
         new_state = [conv_cache]
         for block, h in zip(self.blocks, state[1:]):
             x, h = block(x, h)
