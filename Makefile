@@ -45,7 +45,7 @@ bench: setup
 	$(PY) -m scripts.bench
 
 testset: setup
-	$(PY) -m common data make-testset --speech $(SHARED_DATA)/speech --noise $(SHARED_DATA)/noise --out build/testset
+	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset
 
 report: setup
 	$(PY) -m builders.kaggle report
