@@ -1,9 +1,49 @@
-"""`python -m common export`: not written yet."""
+"""`python -m common export --ckpt CKPT --out MODEL.onnx [--int8]`: a checkpoint as ONNX.
+
+The file holds the network only (STFT/ISTFT stay outside, in numpy) plus its STFT config and
+model name as metadata, so `python -m common enhance --onnx MODEL.onnx` needs no model code.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from common.errors import UserError
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from common.export import ONNX_OPSET, OnnxEnhancer, export_onnx, model_from_checkpoint
+    from common.models import count_parameters
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise UserError(f"--out {out}: use a file name ending in .onnx")
+    model, stft_cfg = model_from_checkpoint(args.ckpt)
+    export_onnx(model, stft_cfg, out, int8=args.int8, opset=args.opset or ONNX_OPSET)
+    loaded = OnnxEnhancer(out)  # proves the file loads and carries its metadata
+    print(
+        f"wrote {out} ({out.stat().st_size / 1024:.0f} KB, {loaded.precision}): model "
+        f"{loaded.model_name}, {count_parameters(model):,} parameters, STFT n_fft="
+        f"{stft_cfg.n_fft} hop={stft_cfg.hop_length} window={stft_cfg.window}"
+    )
+    print(f"run it: python -m common enhance --onnx {out} IN OUT")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Placeholder: this command group is added by its issue."""
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (fp32 or int8)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint written by `python -m common train`")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize weights to int8 (onnxruntime dynamic quantization)",
+    )
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.set_defaults(func=_run_export)

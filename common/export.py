@@ -1,0 +1,592 @@
+"""Deployment: dynamic int8 quantization in PyTorch, ONNX export (fp32 / int8), and an ONNX
+enhancer that needs only numpy + onnxruntime (no model code).
+
+The ONNX graph holds the network only: complex tensors are not ONNX-friendly, so the graph takes
+the noisy STFT as real/imag channels (B, 2, F, T) and returns the enhanced one the same way, with
+a dynamic T axis. The STFT config and model name travel as metadata props, and the numpy
+STFT/ISTFT below reproduce `common.audio.stft`/`istft` (a test holds them to 1e-5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.audio import SAMPLE_RATE, StftConfig, istft, load_audio, resample, stft
+from common.errors import UserError
+
+ONNX_INPUT = "noisy_spec"
+ONNX_OUTPUT = "enhanced_spec"
+ONNX_OPSET = 17
+ONNX_FORMAT = "speech-enhancement-onnx/1"
+
+
+# --- numpy STFT matching common.audio (torch.stft with center=True, reflect padding) ---------
+
+
+def numpy_window(cfg: StftConfig) -> np.ndarray:
+    """The analysis/synthesis window zero-padded to n_fft and centred, as torch.stft does."""
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.win) / cfg.win)  # periodic Hann
+    if cfg.window == "sqrt_hann":
+        win = np.sqrt(win)
+    left = (cfg.n_fft - cfg.win) // 2
+    return np.pad(win, (left, cfg.n_fft - cfg.win - left))
+
+
+def numpy_stft(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """1-D waveform -> complex (F, T), equal to `common.audio.stft`."""
+    wav = np.asarray(wav, dtype=np.float64).reshape(-1)
+    pad = cfg.n_fft // 2
+    if len(wav) <= pad:
+        raise UserError(
+            f"audio of {len(wav)} samples is too short for the STFT (n_fft={cfg.n_fft}); "
+            "use a longer recording"
+        )
+    padded = np.pad(wav, pad, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft)[:: cfg.hop_length]
+    return np.fft.rfft(frames * numpy_window(cfg), axis=-1).T
+
+
+def numpy_istft(spec: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
+    """Complex (F, T) -> waveform of `length` samples, equal to `common.audio.istft`."""
+    window = numpy_window(cfg)
+    frames = np.fft.irfft(spec.T, n=cfg.n_fft, axis=-1) * window
+    n_frames = frames.shape[0]
+    total = cfg.n_fft + cfg.hop_length * (n_frames - 1)
+    out = np.zeros(total)
+    envelope = np.zeros(total)
+    for i in range(n_frames):
+        at = i * cfg.hop_length
+        out[at : at + cfg.n_fft] += frames[i]
+        envelope[at : at + cfg.n_fft] += window**2
+    start = cfg.n_fft // 2
+    out, envelope = out[start : start + length], envelope[start : start + length]
+    out = np.divide(out, envelope, out=np.zeros_like(out), where=envelope > 1e-11)
+    if len(out) < length:
+        out = np.pad(out, (0, length - len(out)))
+    return out.astype(np.float32)
+
+
+# --- models, checkpoints, quantization --------------------------------------------------------
+
+
+def model_from_checkpoint(ckpt: str | Path) -> tuple[nn.Module, StftConfig]:
+    """The trained model (eval mode, CPU) and its STFT config from a trainer checkpoint."""
+    from common.checkpoint import load_checkpoint
+    from common.models import build_model
+
+    state = load_checkpoint(ckpt)
+    model = build_model(state["model_name"], **state["model_config"])
+    model.load_state_dict(state["model"])
+    return model.eval(), StftConfig(**state["stft"])
+
+
+def quantize_torch_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization (weights int8, activations quantized on the fly) of the
+    Linear / GRU / LSTM layers, on a copy: convolutions stay fp32 (PyTorch's dynamic scheme
+    covers only these layer types)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which is not installed here;
+        # the eager dynamic path still works on CPU.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        return quantize_dynamic(
+            copy.deepcopy(model).eval(), {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.qint8
+        )
+
+
+def torch_model_bytes(model: nn.Module) -> int:
+    """Size of the model's state dict as `torch.save` writes it."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+class TracedComplex:
+    """Stand-in for a complex tensor while tracing for ONNX: real and imaginary parts as two real
+    tensors, so the traced graph holds only real ops.
+
+    Covers what STFT-masking models do with the spectrum (shape queries, |X|, angle, masks real or
+    complex, indexing and reshaping); anything else raises a one-line UserError naming the op.
+    """
+
+    def __init__(self, re: torch.Tensor, im: torch.Tensor) -> None:
+        self.re, self.im = re, im
+
+    # Tensor-like attributes the models query.
+    shape = property(lambda self: self.re.shape)
+    ndim = property(lambda self: self.re.ndim)
+    device = property(lambda self: self.re.device)
+    dtype = property(lambda self: torch.complex64)
+    real = property(lambda self: self.re)
+    imag = property(lambda self: self.im)
+
+    def dim(self) -> int:
+        return self.re.dim()
+
+    def size(self, *dim: int):
+        return self.re.size(*dim)
+
+    def is_complex(self) -> bool:
+        return True
+
+    def abs(self) -> torch.Tensor:
+        return torch.sqrt(self.re * self.re + self.im * self.im)
+
+    def angle(self) -> torch.Tensor:
+        return torch.atan2(self.im, self.re)
+
+    def conj(self) -> TracedComplex:
+        return TracedComplex(self.re, -self.im)
+
+    def _pair(self, other: object) -> tuple[object, object]:
+        if isinstance(other, TracedComplex):
+            return other.re, other.im
+        if isinstance(other, torch.Tensor) and other.is_complex():
+            return other.real, other.imag
+        if isinstance(other, complex):
+            return other.real, other.imag
+        return other, 0.0
+
+    def __mul__(self, other: object) -> TracedComplex:
+        ore, oim = self._pair(other)
+        if isinstance(oim, float) and oim == 0.0:
+            return TracedComplex(self.re * ore, self.im * ore)
+        return TracedComplex(self.re * ore - self.im * oim, self.re * oim + self.im * ore)
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: object) -> TracedComplex:
+        ore, oim = self._pair(other)
+        return TracedComplex(self.re + ore, self.im + oim)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> TracedComplex:
+        ore, oim = self._pair(other)
+        return TracedComplex(self.re - ore, self.im - oim)
+
+    def __neg__(self) -> TracedComplex:
+        return TracedComplex(-self.re, -self.im)
+
+    def __truediv__(self, other: object) -> TracedComplex:
+        if isinstance(other, TracedComplex) or (
+            isinstance(other, torch.Tensor) and other.is_complex()
+        ):
+            raise UserError(
+                "ONNX export: complex division is not supported; divide by a real value"
+            )
+        return TracedComplex(self.re / other, self.im / other)
+
+    def __getitem__(self, index: object) -> TracedComplex:
+        return TracedComplex(self.re[index], self.im[index])
+
+    def __getattr__(self, name: str):
+        # Shape-only methods apply to both parts; any other tensor method is not supported.
+        if name in (
+            "unsqueeze",
+            "squeeze",
+            "reshape",
+            "view",
+            "permute",
+            "transpose",
+            "flatten",
+            "contiguous",
+            "expand",
+            "repeat",
+            "flip",
+            "roll",
+            "narrow",
+            "to",
+            "detach",
+        ):
+            return lambda *a, **k: TracedComplex(
+                getattr(self.re, name)(*a, **k), getattr(self.im, name)(*a, **k)
+            )
+        raise UserError(
+            f"ONNX export: the model calls .{name}() on the complex spectrum, which the exporter's "
+            "complex stand-in does not support; add it to common.export.TracedComplex"
+        )
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        first = args[0]
+        if name in ("abs", "angle", "conj", "real", "imag") and isinstance(first, TracedComplex):
+            value = getattr(first, name)
+            return value() if callable(value) else value
+        if name in ("mul", "__mul__", "__rmul__", "multiply"):
+            a, b = args[0], args[1]
+            return a * b if isinstance(a, TracedComplex) else b * a
+        if name in ("add", "__add__", "__radd__"):
+            a, b = args[0], args[1]
+            return a + b if isinstance(a, TracedComplex) else b + a
+        if name == "view_as_real":
+            return torch.stack((first.re, first.im), dim=-1)
+        raise UserError(
+            f"ONNX export: the model applies torch.{name} to the complex spectrum, which the "
+            "exporter's complex stand-in does not support; add it to common.export.TracedComplex"
+        )
+
+
+def _traced_complex(re: torch.Tensor, im: torch.Tensor | None = None) -> TracedComplex:
+    if im is None:  # torch.view_as_complex(x) with x (..., 2)
+        return TracedComplex(re[..., 0], re[..., 1])
+    return TracedComplex(re, im)
+
+
+class RealSpecWrapper(nn.Module):
+    """(B, 2, F, T) real/imag in, (B, 2, F, T) out: the model with ONNX-friendly real tensors.
+
+    The model sees a `TracedComplex`; complex tensors the model builds itself (torch.complex,
+    torch.view_as_complex, torch.polar) are redirected to it while this wrapper runs.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        saved = torch.complex, torch.view_as_complex, torch.polar
+        torch.complex, torch.view_as_complex = _traced_complex, _traced_complex
+        torch.polar = lambda mag, phase: TracedComplex(
+            mag * torch.cos(phase), mag * torch.sin(phase)
+        )
+        try:
+            out = self.model(TracedComplex(x[:, 0], x[:, 1]))
+        finally:
+            torch.complex, torch.view_as_complex, torch.polar = saved
+        if isinstance(out, torch.Tensor) and out.is_complex():
+            out = TracedComplex(out.real, out.imag)
+        if not isinstance(out, TracedComplex):
+            raise UserError("ONNX export: the model must return the enhanced complex spectrum")
+        return torch.stack((out.re, out.im), dim=1)
+
+
+def complex_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The real model on (B, 2, F, T) real/imag input, with genuine complex tensors."""
+    out = model(torch.complex(x[:, 0], x[:, 1]))
+    return torch.stack((out.real, out.imag), dim=1)
+
+
+def _model_metadata(model: nn.Module, stft_cfg: StftConfig, precision: str) -> dict[str, str]:
+    try:
+        from common.models import model_config_dict
+
+        config = model_config_dict(model)
+    except Exception:  # a model outside the registry (tests, experiments) has no config dict
+        config = {}
+    return {
+        "format": ONNX_FORMAT,
+        "model_name": str(getattr(model, "name", type(model).__name__)),
+        "model_config": json.dumps(config),
+        "stft": json.dumps(stft_cfg.to_dict()),
+        "precision": precision,
+        "input": f"{ONNX_INPUT}: (batch, 2 [real, imag], freq, frames)",
+    }
+
+
+def _set_metadata(path: Path, meta: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def _trace_to_onnx(wrapper: nn.Module, n_freq: int, path: Path, opset: int, dynamo: bool) -> None:
+    example = torch.randn(1, 2, n_freq, 63)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # The fused Transformer inference kernel has no ONNX translation; trace the plain ops.
+    torch.backends.mha.set_fastpath_enabled(False)
+    logging.disable(logging.WARNING)  # the dynamo exporter logs about optional packages
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # tracer warnings about shapes known only at runtime
+            if dynamo:
+                frames = torch.export.Dim("frames", min=2, max=1_000_000)
+                kwargs = {"dynamo": True, "dynamic_shapes": ({3: frames},), "verbose": False}
+                opset = max(opset, 18)  # the dynamo exporter's oldest opset
+            else:
+                axes = {0: "batch", 3: "frames"}
+                kwargs = {"dynamo": False, "dynamic_axes": {ONNX_INPUT: axes, ONNX_OUTPUT: axes}}
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=[ONNX_INPUT],
+                output_names=[ONNX_OUTPUT],
+                opset_version=opset,
+                **kwargs,
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def export_onnx(
+    model: nn.Module,
+    stft_cfg: StftConfig,
+    out: str | Path,
+    *,
+    int8: bool = False,
+    opset: int = ONNX_OPSET,
+) -> Path:
+    """Export the network (not the STFT) to ONNX; `int8=True` also quantizes the weights
+    dynamically with onnxruntime. The fp32 graph is checked against PyTorch before returning.
+
+    The legacy (TorchScript) exporter goes first: it keeps GRU/LSTM as ONNX RNN ops with a
+    dynamic T. Its tracer bakes MultiheadAttention's sizes in, so a model whose check fails at
+    another length is exported again with the dynamo exporter (which, in turn, unrolls RNNs).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The wrapper itself in eval mode: the exporter restores the module's mode afterwards, and a
+    # wrapper left in train mode would switch the model's dropout/BatchNorm back to training.
+    wrapper = RealSpecWrapper(copy.deepcopy(model).cpu()).eval()
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        for dynamo in (False, True):
+            try:
+                _trace_to_onnx(wrapper, stft_cfg.n_freq, fp32, opset, dynamo)
+                _check_export(wrapper.model, fp32, stft_cfg.n_freq)
+                break
+            except UserError:
+                raise
+            except Exception as exc:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                failures.append(f"{'dynamo' if dynamo else 'legacy'} exporter: {reason}")
+        else:
+            raise UserError(
+                f"{out}: ONNX export of model {getattr(model, 'name', '?')!r} failed ("
+                + "; ".join(failures)
+                + "); try another torch/onnx version or report the model"
+            )
+        # One self-contained file (the dynamo exporter writes weights to a side file).
+        import onnx
+
+        onnx.save(onnx.load(str(fp32)), str(fp32), save_as_external_data=False)
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            logging.disable(logging.WARNING)  # its "consider pre-processing" hint, not ours
+            try:
+                quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
+        else:
+            shutil.copyfile(fp32, out)
+    _set_metadata(out, _model_metadata(model, stft_cfg, "int8" if int8 else "fp32"))
+    return out
+
+
+class ExportMismatch(RuntimeError):
+    """onnxruntime does not reproduce the PyTorch model (a mistranslated op)."""
+
+
+def _check_export(model: nn.Module, path: Path, n_freq: int) -> None:
+    # Against the model with real complex tensors (not the stand-in), at a length different from
+    # the export example, which also proves the dynamic T axis works.
+    x = torch.randn(1, 2, n_freq, 101)
+    with torch.no_grad():
+        expected = complex_forward(model, x).numpy()
+    got = onnx_session(path, quiet=True).run(None, {ONNX_INPUT: x.numpy()})[0]
+    err = float(np.max(np.abs(got - expected)))
+    scale = float(np.max(np.abs(expected))) or 1.0
+    if err > 1e-3 * scale + 1e-4:
+        raise ExportMismatch(f"onnxruntime output differs from PyTorch by {err:.2e}")
+
+
+# --- ONNX inference (numpy + onnxruntime only) -------------------------------------------------
+
+
+def onnx_session(path: str | Path, threads: int = 1, quiet: bool = False):
+    """An onnxruntime CPU session; `threads=1` gives the single-thread RTF we report."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if quiet:  # failures are reported by the caller, not printed by onnxruntime
+        opts.log_severity_level = 4
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if not Path(path).is_file():
+            raise UserError(
+                f"{path}: ONNX model not found; create it with `python -m common export`"
+            ) from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path}: not a loadable ONNX model ({reason}); re-export it") from None
+
+
+class OnnxEnhancer:
+    """Enhance waveforms with an exported ONNX model: numpy STFT -> onnxruntime -> numpy ISTFT.
+
+    Same call as `common.enhance.Enhancer.enhance(wav, sr)`: returns audio at the input rate and
+    length. Uses no torch model code, so it runs where only numpy and onnxruntime exist.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        self.session = onnx_session(self.path, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != ONNX_FORMAT or "stft" not in meta:
+            raise UserError(
+                f"{self.path}: no STFT metadata; export it with `python -m common export`"
+            )
+        self.stft = StftConfig(**json.loads(meta["stft"]))
+        self.model_name = meta.get("model_name", "?")
+        self.precision = meta.get("precision", "?")
+        self.metadata = dict(meta)
+
+    def enhance_spec(self, spec: np.ndarray) -> np.ndarray:
+        """Complex (F, T) -> complex (F, T)."""
+        x = np.stack([spec.real, spec.imag])[None].astype(np.float32)
+        y = self.session.run(None, {ONNX_INPUT: x})[0][0]
+        return y[0].astype(np.float64) + 1j * y[1]
+
+    def enhance(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        x = resample(wav, sr, self.stft.sample_rate)
+        n = len(x)
+        # Very short clips are zero-padded to one window (reflect padding needs more samples).
+        x = np.pad(x, (0, max(0, self.stft.n_fft - n)))
+        y = numpy_istft(self.enhance_spec(numpy_stft(x, self.stft)), self.stft, len(x))[:n]
+        y = resample(y, self.stft.sample_rate, sr)
+        return _fit_length(y, len(wav))
+
+
+def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    # Resampling back can be off by a sample; the output always matches the input length.
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
+class TorchEnhancer:
+    """The PyTorch model (fp32 or dynamically quantized) behind the same `enhance(wav, sr)`."""
+
+    def __init__(self, model: nn.Module, stft_cfg: StftConfig) -> None:
+        self.model = model.eval()
+        self.stft = stft_cfg
+
+    @torch.no_grad()
+    def enhance(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        x = resample(wav, sr, self.stft.sample_rate)
+        n = len(x)
+        x = torch.from_numpy(np.pad(x, (0, max(0, self.stft.n_fft - n))))
+        y = istft(self.model(stft(x, self.stft)[None])[0], self.stft, len(x))[:n].numpy()
+        return _fit_length(resample(y, self.stft.sample_rate, sr), len(wav))
+
+
+# --- benchmark: size, single-thread RTF, quality of each variant ------------------------------
+
+
+@dataclass
+class VariantResult:
+    name: str
+    size_bytes: int
+    rtf: float
+    metrics: dict[str, float]  # mean over the pairs
+    vs_fp32: dict[str, float]  # mean per-file difference to the fp32 PyTorch model
+
+
+def real_time_factor(
+    enhance: Callable[[np.ndarray, int], np.ndarray], wavs: Sequence[np.ndarray], sr: int
+) -> float:
+    """Processing time / audio duration over `wavs` (after one warm-up call)."""
+    enhance(wavs[0][: sr // 2], sr)
+    start = time.perf_counter()
+    for w in wavs:
+        enhance(w, sr)
+    return (time.perf_counter() - start) / (sum(len(w) for w in wavs) / sr)
+
+
+def benchmark_variants(
+    ckpt: str | Path,
+    pairs: Sequence[object],
+    work_dir: str | Path,
+    sr: int = SAMPLE_RATE,
+) -> list[VariantResult]:
+    """PyTorch fp32 / PyTorch dynamic int8 / ONNX fp32 / ONNX int8 on the same clean/noisy pairs
+    (objects with `noisy` and `clean` paths), all on one CPU thread."""
+    from common.metrics import score
+
+    if not pairs:
+        raise UserError("benchmark needs at least one clean/noisy pair; check the pairs folder")
+    work_dir = Path(work_dir)
+    model, stft_cfg = model_from_checkpoint(ckpt)
+    onnx_fp32 = export_onnx(model, stft_cfg, work_dir / "model_fp32.onnx")
+    onnx_int8 = export_onnx(model, stft_cfg, work_dir / "model_int8.onnx", int8=True)
+    torch_int8 = quantize_torch_int8(model)
+    variants = {
+        "pytorch fp32": (TorchEnhancer(model, stft_cfg), torch_model_bytes(model)),
+        "pytorch int8 (dynamic)": (
+            TorchEnhancer(torch_int8, stft_cfg),
+            torch_model_bytes(torch_int8),
+        ),
+        "onnx fp32": (OnnxEnhancer(onnx_fp32), onnx_fp32.stat().st_size),
+        "onnx int8": (OnnxEnhancer(onnx_int8), onnx_int8.stat().st_size),
+    }
+    cleans = [load_audio(p.clean, sr) for p in pairs]
+    noisys = [load_audio(p.noisy, sr) for p in pairs]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_file: dict[str, list[dict[str, float]]] = {}
+        results = []
+        for name, (enhancer, size) in variants.items():
+            rtf = real_time_factor(enhancer.enhance, noisys, sr)
+            per_file[name] = [score(c, enhancer.enhance(n, sr), sr) for c, n in zip(cleans, noisys)]
+            results.append(VariantResult(name, size, rtf, {}, {}))
+    finally:
+        torch.set_num_threads(threads)
+    reference = per_file["pytorch fp32"]
+    for r in results:
+        rows = per_file[r.name]
+        for m in rows[0]:
+            vals = np.array([row[m] for row in rows], dtype=np.float64)
+            diffs = vals - np.array([row[m] for row in reference], dtype=np.float64)
+            r.metrics[m] = float(np.mean(vals))
+            r.vs_fp32[m] = float(np.mean(diffs))
+    return results
+
+
+def format_variant_table(results: Sequence[VariantResult], n_pairs: int | None = None) -> str:
+    """Markdown table of a benchmark (size, RTF, metrics and their change vs PyTorch fp32)."""
+    lines = [
+        "| variant | size (KB) | RTF (1 thread) | PESQ | ΔPESQ | STOI | ΔSTOI | SI-SDR (dB) | ΔSI-SDR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        m, d = r.metrics, r.vs_fp32
+        lines.append(
+            f"| {r.name} | {r.size_bytes / 1024:.0f} | {r.rtf:.4f} | {m['pesq']:.3f} | "
+            f"{d['pesq']:+.3f} | {m['stoi']:.3f} | {d['stoi']:+.4f} | {m['si_sdr']:.2f} | "
+            f"{d['si_sdr']:+.2f} |"
+        )
+    if n_pairs is not None:
+        lines.append(f"\n{n_pairs} pairs; Δ = mean per-file difference to PyTorch fp32.")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""Export: numpy STFT == torch STFT, ONNX fp32/int8 reproduce PyTorch, the ONNX enhancer needs no
+model code, the export command, and the benchmark table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.audio import StftConfig, istft, list_audio, load_audio, stft
+from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+from common.errors import UserError
+from common.export import (
+    OnnxEnhancer,
+    TorchEnhancer,
+    benchmark_variants,
+    export_onnx,
+    format_variant_table,
+    model_from_checkpoint,
+    numpy_istft,
+    numpy_stft,
+    quantize_torch_int8,
+    torch_model_bytes,
+)
+from common.models import build_model, model_config_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def lite_ckpt(tmp_path_factory) -> Path:
+    """A `lite` checkpoint with random weights in the trainer's format."""
+    torch.manual_seed(0)
+    model = build_model("lite")
+    path = tmp_path_factory.mktemp("ckpt") / "lite.pt"
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model_name": model.name,
+        "model_config": model_config_dict(model),
+        "stft": StftConfig().to_dict(),
+        "model": model.state_dict(),
+    }
+    return save_checkpoint(path, state)
+
+
+@pytest.fixture(scope="module")
+def exported(lite_ckpt: Path, tmp_path_factory) -> dict[str, Path]:
+    model, cfg = model_from_checkpoint(lite_ckpt)
+    out = tmp_path_factory.mktemp("onnx")
+    return {
+        "fp32": export_onnx(model, cfg, out / "lite.onnx"),
+        "int8": export_onnx(model, cfg, out / "lite_int8.onnx", int8=True),
+    }
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        StftConfig(),
+        StftConfig(hop_length=128),
+        StftConfig(n_fft=512, win_length=400, hop_length=160),
+        StftConfig(window="sqrt_hann"),
+    ],
+    ids=["default", "hop128", "win400", "sqrt_hann"],
+)
+def test_numpy_stft_and_istft_match_torch(cfg: StftConfig):
+    wav = (0.3 * np.random.default_rng(0).standard_normal(16000 + 77)).astype(np.float32)
+    spec_torch = stft(torch.from_numpy(wav), cfg).numpy()
+    assert np.abs(numpy_stft(wav, cfg) - spec_torch).max() < 1e-5
+    back_torch = istft(torch.from_numpy(spec_torch), cfg, len(wav)).numpy()
+    assert np.abs(numpy_istft(spec_torch, cfg, len(wav)) - back_torch).max() < 1e-5
+
+
+def test_onnx_fp32_reproduces_pytorch_on_a_real_file(lite_ckpt, exported, shared_data):
+    model, cfg = model_from_checkpoint(lite_ckpt)
+    noisy = load_audio(list_audio(shared_data / "noisy_only")[0])
+    expected = TorchEnhancer(model, cfg).enhance(noisy, 16000)
+    onnx = OnnxEnhancer(exported["fp32"])
+    got = onnx.enhance(noisy, 16000)
+    assert got.shape == noisy.shape
+    assert np.abs(got - expected).max() < 1e-4
+    assert onnx.model_name == "lite" and onnx.precision == "fp32"
+    assert onnx.stft == cfg
+    assert json.loads(onnx.metadata["model_config"])["n_freq"] == 257
+
+
+def test_onnx_int8_is_smaller_and_close_to_fp32(exported, shared_data):
+    noisy = load_audio(list_audio(shared_data / "noisy_only")[0])[: 5 * 16000]
+    fp32 = OnnxEnhancer(exported["fp32"]).enhance(noisy, 16000)
+    int8 = OnnxEnhancer(exported["int8"])
+    assert int8.precision == "int8"
+    assert exported["int8"].stat().st_size < exported["fp32"].stat().st_size
+    assert _snr_db(fp32, int8.enhance(noisy, 16000)) > 25
+
+
+def test_torch_dynamic_int8_quantizes_linear_and_gru(lite_ckpt):
+    model, cfg = model_from_checkpoint(lite_ckpt)
+    q = quantize_torch_int8(model)
+    kinds = {type(m).__module__ for m in q.modules()}
+    assert any("quantized" in k for k in kinds)
+    assert torch_model_bytes(q) < 0.7 * torch_model_bytes(model)
+    wav = (0.1 * np.random.default_rng(1).standard_normal(32000)).astype(np.float32)
+    ref = TorchEnhancer(model, cfg).enhance(wav, 16000)
+    assert _snr_db(ref, TorchEnhancer(q, cfg).enhance(wav, 16000)) > 20
+    # The original model is left as it was (quantization works on a copy).
+    assert not any("quantized" in type(m).__module__ for m in model.modules())
+
+
+def test_onnx_enhancer_any_rate_and_very_short_input(exported):
+    onnx = OnnxEnhancer(exported["fp32"])
+    rng = np.random.default_rng(2)
+    for n, sr in ((44100, 44100), (100, 16000), (16000, 8000)):
+        y = onnx.enhance((0.1 * rng.standard_normal(n)).astype(np.float32), sr)
+        assert y.shape == (n,) and np.all(np.isfinite(y))
+
+
+def test_onnx_enhance_runs_without_model_code(exported, shared_data, tmp_path):
+    """What `enhance --onnx` relies on: no common.models / checkpoint code is imported."""
+    noisy = list_audio(shared_data / "noisy_only")[0]
+    out = tmp_path / "out.wav"
+    code = f"""
+import sys
+for blocked in ("common.models", "common.checkpoint", "common.train", "common.enhance"):
+    sys.modules[blocked] = None  # any import of them raises ImportError
+from common.audio import load_audio, write_audio
+from common.export import OnnxEnhancer
+wav = load_audio({str(noisy)!r})
+write_audio({str(out)!r}, OnnxEnhancer({str(exported["int8"])!r}).enhance(wav, 16000))
+print(len(wav))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_audio(out)) == int(proc.stdout.strip())
+
+
+def test_onnx_enhancer_refuses_bad_files(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(UserError, match="bad.onnx: not a loadable ONNX model"):
+        OnnxEnhancer(bad)
+    with pytest.raises(UserError, match="missing.onnx: ONNX model not found"):
+        OnnxEnhancer(tmp_path / "missing.onnx")
+    # A valid ONNX file without our metadata (no STFT config) is refused too.
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Identity(), (torch.zeros(1, 2),), str(plain), dynamo=False)
+    with pytest.raises(UserError, match="no STFT metadata"):
+        OnnxEnhancer(plain)
+
+
+def test_export_command(lite_ckpt, tmp_path, capsys):
+    from common.cli import main
+
+    out = tmp_path / "cli" / "lite_int8.onnx"
+    assert main(["export", "--ckpt", str(lite_ckpt), "--out", str(out), "--int8"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "int8" in printed and "model lite" in printed
+    assert OnnxEnhancer(out).precision == "int8"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ckpt", "nope.pt", "--out", "m.onnx"], "nope.pt: checkpoint not found"),
+        (["--ckpt", "x.pt", "--out", "model.bin"], "--out model.bin: use a file name ending"),
+    ],
+)
+def test_export_command_errors_are_one_line(argv, message, capsys):
+    from common.cli import main
+
+    assert main(["export", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_benchmark_table_on_a_real_pair(lite_ckpt, shared_data, tmp_path):
+    from common.data import discover_pairs
+
+    root = shared_data / "pairs" / "pesq_babble0db"
+    pairs = discover_pairs(root / "noisy", root / "clean")
+    results = benchmark_variants(lite_ckpt, pairs, tmp_path)
+    names = [r.name for r in results]
+    assert names == ["pytorch fp32", "pytorch int8 (dynamic)", "onnx fp32", "onnx int8"]
+    fp32, _, onnx_fp32, _ = results
+    assert fp32.vs_fp32 == {m: 0.0 for m in fp32.metrics}
+    # ONNX fp32 is the same network: same scores to within rounding.
+    assert abs(onnx_fp32.vs_fp32["pesq"]) < 0.01
+    assert all(r.rtf > 0 and r.size_bytes > 0 for r in results)
+    table = format_variant_table(results, len(pairs))
+    assert table.count("| onnx int8 |") == 1
