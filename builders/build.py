@@ -23,6 +23,7 @@ from nbformat import NotebookNode
 from builders.inline import (
     CommonImport,
     ModuleSource,
+    bound_names,
     check_names_exist,
     find_common_imports,
     parse_python,
@@ -152,8 +153,9 @@ def _check_shadowing(cells: list[_SourceCell], modules: list[ModuleSource]) -> N
     for sc in cells:
         for name, keys in top_level_bindings(sc.tree, skip=sc.imports).items():
             if name in library and library[name][0] != keys:
+                line = next(n.lineno for n in sc.tree.body if name in bound_names(n))
                 raise UserError(
-                    f"{sc.label}: top-level `{name}` is also defined in "
+                    f"{sc.label}:{line}: top-level `{name}` is also defined in "
                     f"{library[name][1].path.as_posix()} and would replace it there; rename it "
                     "in the notebook"
                 )

@@ -182,7 +182,7 @@ def _binding_key(node: ast.stmt, name: str) -> str:
     return ast.dump(node)
 
 
-def _bound_names(node: ast.AST) -> list[str]:
+def bound_names(node: ast.AST) -> list[str]:
     """Names a statement binds in the namespace it runs in (not inside functions or classes)."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return [node.name]
@@ -205,13 +205,13 @@ def _bound_names(node: ast.AST) -> list[str]:
     names += [n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)]
     if isinstance(node, ast.If | ast.For | ast.AsyncFor | ast.While | ast.With | ast.AsyncWith):
         for child in node.body + getattr(node, "orelse", []):
-            names += _bound_names(child)
+            names += bound_names(child)
     if isinstance(node, ast.Try):
         for child in node.body + node.orelse + node.finalbody:
-            names += _bound_names(child)
+            names += bound_names(child)
         for handler in node.handlers:
             for child in handler.body:
-                names += _bound_names(child)
+                names += bound_names(child)
     return names
 
 
@@ -228,7 +228,7 @@ def top_level_bindings(
     for node in tree.body:
         if getattr(node, "lineno", None) in skipped:
             continue
-        for name in _bound_names(node):
+        for name in bound_names(node):
             if name.startswith("__") and name.endswith("__"):
                 continue
             bindings.setdefault(name, set()).add(_binding_key(node, name))

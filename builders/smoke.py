@@ -304,11 +304,20 @@ def run_one(
         cwd = tmp / name
         cwd.mkdir()
         params = smoke_parameters(notebook, cfg, data_dir, cwd / "work", out, smoke_dir)
+        error: UserError | None = None
         try:
             execute(notebook, executed, params, kernel_name, cwd, cfg.cell_timeout_s)
-        finally:
-            if executed.is_file():
+        except UserError as exc:
+            error = exc
+        if executed.is_file():  # a failed run is rendered too: its HTML shows the traceback
+            try:
                 render_html(executed)
+            except Exception as exc:  # nbconvert raises many types (templates, mistune)
+                error = error or UserError(
+                    f"{executed}: HTML render failed: {type(exc).__name__}: {exc}"
+                )
+        if error:
+            raise error
         summary_path = out / "summary.json"
         if not summary_path.is_file():
             raise UserError(f"{executed}: ran, but wrote no {summary_path}")

@@ -282,7 +282,10 @@ def test_notebook_names_in_messages_carry_source_lines(tmp_path: Path) -> None:
 
 def test_notebook_may_not_replace_a_library_name(tmp_path: Path) -> None:
     source = SOURCE + "\n# %%\nSHARED = 44100\n"
-    with pytest.raises(UserError, match="top-level `SHARED` is also defined in common/alpha.py"):
+    line = source.splitlines().index("SHARED = 44100") + 1
+    with pytest.raises(
+        UserError, match=f"demo.py:{line}: top-level `SHARED` is also defined in common/alpha.py"
+    ):
         assemble_notebook("demo", make_repo(tmp_path, source=source))
 
 
