@@ -350,3 +350,12 @@ def test_repository_sources_build(name: str, tmp_path: Path) -> None:
 
 def test_example_source_is_excluded_from_notebook_names() -> None:
     assert "_example" not in notebook_names(REPO)
+
+
+def test_cli_reports_one_line_errors(capsys) -> None:
+    from builders.build import main
+
+    assert main(["no_such_notebook"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: notebooks_src/no_such_notebook.py not found; notebooks: ")
+    assert err.count("\n") == 1
