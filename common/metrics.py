@@ -384,7 +384,10 @@ def evaluate_pairs(
     n_workers = eval_worker_count(workers, len(items))
     bar = {"total": len(items), "disable": not progress, "desc": "evaluate", "unit": "file"}
     if n_workers == 1:
-        outputs = [_evaluate_capturing_warnings(job) for job in tqdm(jobs, **bar)]
+        # One BLAS thread here too: OpenBLAS threads spin on these small products and cost
+        # about as much CPU as the metrics themselves.
+        with threadpool_limits(limits=1):
+            outputs = [_evaluate_capturing_warnings(job) for job in tqdm(jobs, **bar)]
     else:
         # Small chunks: per-file cost varies with length, and the last chunk sets the wall time.
         chunk = max(1, len(jobs) // (n_workers * 8))

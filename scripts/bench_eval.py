@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -24,6 +25,13 @@ from common.audio import list_audio, load_audio, write_audio
 from common.metrics import EvalItem, eval_worker_count, evaluate_pairs
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _cpu_seconds() -> float:
+    # This process plus finished children (the pool's workers have exited when the call returns).
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -68,18 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         items = make_bench_pairs(args.data, Path(tmp), args.files, args.seconds)
         noisy_only = [EvalItem(i.name, i.clean, i.noisy) for i in items]
         parallel = eval_worker_count(None, len(items))
-        print(f"{len(items)} pairs of {args.seconds:g} s, {os.cpu_count()} CPUs visible")
-        print(f"{'signals':<18}{'workers':>8}{'seconds':>9}{'ms/file':>9}  failures")
+        print(
+            f"{len(items)} pairs of {args.seconds:g} s, {os.cpu_count()} CPUs visible, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+        # Wall time depends on what else runs on the machine; CPU seconds show the work itself.
+        print(f"{'signals':<18}{'workers':>8}{'wall s':>8}{'ms/file':>9}{'CPU s':>8}  failures")
         for label, batch in (("noisy", noisy_only), ("noisy + enhanced", items)):
             for workers in dict.fromkeys((1, parallel)):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), _cpu_seconds()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     result = evaluate_pairs(batch, workers=workers, progress=False)
-                took = time.perf_counter() - start
+                took, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
                 print(
-                    f"{label:<18}{workers:>8}{took:>9.2f}{1000 * took / len(batch):>9.1f}"
-                    f"  {len(result.summary['failures'])}"
+                    f"{label:<18}{workers:>8}{took:>8.2f}{1000 * took / len(batch):>9.1f}"
+                    f"{cpu:>8.2f}  {len(result.summary['failures'])}"
                 )
     return 0
 
