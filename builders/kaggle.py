@@ -243,6 +243,7 @@ def _pull_run(run: RunRecord, registry: Registry, cfg: OpsConfig, cli: KaggleCli
 
 
 def _check_summary(run: RunRecord, dest: Path) -> None:
+    """Warn when the pulled summary.json was not written by the notebook this version pushed."""
     name = find_summary(run.files)
     if name is None:
         if run.status == "COMPLETE":
@@ -251,12 +252,21 @@ def _check_summary(run: RunRecord, dest: Path) -> None:
             )
         return
     summary = json.loads((dest / name).read_text(encoding="utf-8"))
-    build = summary.get("build") if isinstance(summary.get("build"), dict) else {}
-    commit = str(summary.get("git_commit") or build.get("git_commit") or "")
-    if commit and run.git_commit != "unknown" and not commit.startswith(run.git_commit[:7]):
+    got = summary.get("build") if isinstance(summary.get("build"), dict) else {}
+    pushed = run.config.get("build") or {}
+    mismatch = None
+    if got.get("sources_sha256") and pushed.get("sources_sha256"):
+        if got["sources_sha256"] != pushed["sources_sha256"]:
+            mismatch = "its sources_sha256 differs from the pushed notebook's"
+    else:
+        commit = str(summary.get("git_commit") or got.get("git_commit") or "")
+        expected = str(pushed.get("git_commit") or run.git_commit)
+        if commit and expected != "unknown" and commit[:12] != expected[:12]:
+            mismatch = f"its git_commit {commit[:12]} is not the pushed {expected[:12]}"
+    if mismatch:
         warnings.warn(
-            f"{dest / name}: git_commit {commit[:12]} is not the pushed {run.git_commit[:12]}: "
-            f"these outputs may belong to another version of {run.kernel}",
+            f"{dest / name}: {mismatch}: these outputs may belong to another version of "
+            f"{run.kernel}",
             stacklevel=2,
         )
 
@@ -354,6 +364,12 @@ def push(
     config = {k: meta[k] for k in METADATA_SETTINGS if k in meta}
     config["parameters"] = notebook_parameters(json.loads(nb_path.read_text(encoding="utf-8")))
     config["git_dirty"] = dirty
+    from builders.build import BUILD_KEY
+
+    build_record = notebook.get("metadata", {}).get(BUILD_KEY)
+    if isinstance(build_record, dict):
+        # What the notebook was built from; the notebook copies it into summary.json.
+        config["build"] = {k: v for k, v in build_record.items() if k != "library"}
     run = registry.add(
         RunRecord(
             name=name,

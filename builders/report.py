@@ -44,7 +44,7 @@ def load_rows(results_dir: Path) -> list[Row]:
     rows = []
     for run in load_registry(results_dir).runs:
         if run.pulled_dir is None:
-            rows.append(Row(run, None, "not pulled"))
+            rows.append(Row(run, None, f"not pulled ({run.status or 'unknown'})"))
             continue
         name = find_summary(run.files)
         path = results_dir / run.pulled_dir / (name or "summary.json")
@@ -89,7 +89,13 @@ def _duration(seconds: Any) -> str:
 def _params(value: Any) -> str:
     if not isinstance(value, int):
         return "–"
-    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.0f}K"
+    if value >= 1_000_000:
+        return f"{value / 1e6:.2f}M"
+    return f"{value / 1e3:.0f}K" if value >= 10_000 else str(value)
+
+
+def _plain(value: Any) -> str:
+    return "–" if value is None else str(value)
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -102,7 +108,8 @@ def _short(value: Any, width: int = 40) -> str:
 
 
 def _sort_key(row: Row) -> tuple[int, float]:
-    pesq = _mean(row.summary, "enhanced", "pesq") if row.summary else None
+    metrics = (row.summary or {}).get("metrics") or {}
+    pesq = _mean(metrics, "enhanced", "pesq")
     return (0, -pesq) if pesq is not None else (1, 0.0)
 
 
@@ -124,7 +131,7 @@ def render_markdown(rows: list[Row], plot_name: str | None) -> str:
     for row in sorted(rows, key=_sort_key):
         run, s = row.run, row.summary or {}
         link = f"[{run.kernel}]({KAGGLE_CODE_URL}{run.kernel})"
-        epochs = f"{s.get('epochs', '–')} ({s.get('best_epoch', '–')})" if s else "–"
+        epochs = f"{_plain(s.get('epochs'))} ({_plain(s.get('best_epoch'))})" if s else "–"
         count = str(s.get("metrics", {}).get("count", "–")) if s else "–"
         failures = len(s.get("metrics", {}).get("failures") or []) if s else 0
         if failures:
@@ -176,11 +183,14 @@ def plot_leaderboard(rows: list[Row], path: Path) -> Path | None:
                 label=group,
             )
         ax.set_title(METRIC_TITLES[metric])
+        if metric == "pesq":
+            ax.set_ylim(bottom=1.0)  # PESQ-wb starts at 1.04: from 0 the differences vanish
         ax.set_xticks(list(xs))
         ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.legend(handles, names, loc="upper center", ncol=2, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -210,6 +210,16 @@ def test_push_saves_the_previous_outputs_before_a_new_version_hides_them(fake, c
     assert first.pulled_at and first.status == "COMPLETE" and "last.pt" in first.files
 
 
+def test_push_keeps_the_outputs_of_a_version_pushed_from_elsewhere(fake, cli, cfg, tmp_path):
+    fake.add_existing_kernel(REF)  # e.g. run from the Kaggle web editor: not in the registry
+    run = ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+    assert run.version == 2
+    (kept,) = [r for r in load_registry(cfg.results_dir).runs if r.version is None]
+    assert kept.pulled_dir.startswith("nb/v0-unknown-") and "summary.json" in kept.files
+    summary = json.loads((cfg.results_dir / kept.pulled_dir / "summary.json").read_text())
+    assert summary["kernel"] == f"{REF}/1"
+
+
 def test_push_resume_attaches_the_kernel_and_sets_the_checkpoint(fake, cli, cfg, tmp_path):
     build = fake_build(tmp_path)
     fake.plan_next_run(statuses=("COMPLETE",))
@@ -337,6 +347,16 @@ def test_pull_downloads_two_pages_checks_records_and_never_overwrites(fake, cli,
     with pytest.raises(UserError, match="already holds a different download"):
         ops.pull("nb", cfg=cfg, cli=cli)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+
+
+def test_pull_warns_when_the_summary_comes_from_another_commit(fake, cli, cfg, tmp_path):
+    summary = {"git_commit": "0" * 40, "metrics": {}}
+    fake.plan_next_run(
+        statuses=("COMPLETE",), outputs={"summary.json": json.dumps(summary).encode()}
+    )
+    ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+    with pytest.warns(UserWarning, match="may belong to another version"):
+        ops.pull("nb", cfg=cfg, cli=cli)
 
 
 def test_pull_refuses_an_http_error_body_saved_as_a_checkpoint(fake, cli, cfg, tmp_path):
