@@ -1,0 +1,109 @@
+"""Checkpoints: atomic writes (crash and kill mid-write), weights_only loading, RNG round trip."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import common.checkpoint as ckpt_mod
+from common.checkpoint import (
+    CHECKPOINT_FORMAT,
+    capture_rng_state,
+    load_checkpoint,
+    plain,
+    restore_rng_state,
+    save_checkpoint,
+)
+from common.errors import UserError
+
+
+def _state(value: float) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_name": "tiny",
+        "model_config": {"hidden": 4},
+        "stft": {"n_fft": 64},
+        "model": {"w": torch.full((256, 256), value)},
+    }
+
+
+def _half_write_then(action):
+    real_save = torch.save
+
+    def fake_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(f.tell() // 2)  # half the bytes reached the disk...
+        action()  # ...then the crash
+
+    return fake_save
+
+
+def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "last.pt", _state(1.0))
+
+    def crash():
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", _half_write_then(crash))
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, _state(2.0))
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((256, 256), 1.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_process_killed_mid_write_keeps_previous_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "last.pt", _state(1.0))
+
+    def child():
+        torch.set_num_threads(1)  # a forked child must not start a new OpenMP pool
+        torch.save = _half_write_then(lambda: os._exit(9))  # like SIGKILL: no cleanup runs
+        save_checkpoint(path, _state(2.0))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 9
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((256, 256), 1.0))
+    assert len(list(tmp_path.glob(".last.pt.*.tmp"))) == 1  # the dead writer's leftover
+    save_checkpoint(path, _state(3.0))  # the next save tidies it away
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((256, 256), 3.0))
+
+
+def test_plain_types_load_with_weights_only(tmp_path):
+    state = _state(0.0)
+    state["history"] = plain([{"loss": np.float32(0.5), "n": np.int64(3), "shape": (1, 2)}])
+    save_checkpoint(tmp_path / "a.pt", state)
+    loaded = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert loaded["history"] == [{"loss": 0.5, "n": 3, "shape": [1, 2]}]
+    assert type(loaded["history"][0]["loss"]) is float
+
+
+def test_rng_state_round_trip(tmp_path):
+    save_checkpoint(tmp_path / "r.pt", {**_state(0.0), "rng": capture_rng_state()})
+    first = (random.random(), np.random.rand(), torch.rand(1).item(), np.random.randn())
+    restore_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
+    again = (random.random(), np.random.rand(), torch.rand(1).item(), np.random.randn())
+    assert first == again
+
+
+def test_foreign_and_broken_files_are_refused_in_one_line(tmp_path):
+    bare = tmp_path / "transformer_best.pth"  # the old notebooks saved bare state dicts
+    torch.save({"w": torch.zeros(2)}, bare)
+    broken = tmp_path / "broken.pt"
+    save_checkpoint(broken, _state(1.0))
+    broken.write_bytes(broken.read_bytes()[:1000])
+    for path, match in [
+        (bare, "not a checkpoint written by"),
+        (broken, "not a readable checkpoint"),
+        (tmp_path / "missing.pt", "not found"),
+    ]:
+        with pytest.raises(UserError, match=match) as err:
+            load_checkpoint(path)
+        assert "\n" not in str(err.value) and str(path) in str(err.value)

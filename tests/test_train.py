@@ -1,0 +1,168 @@
+"""Trainer behaviour: exact resume, budgets, early stopping, warmup, history and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
+
+from common.checkpoint import load_checkpoint
+from common.errors import UserError
+from common.train import TrainConfig, Trainer
+
+
+def _trainer(out, resume=None, model_seed=0, loss=None, **cfg) -> Trainer:
+    base = dict(epochs=3, batch_size=4, num_workers=0, progress=False, warmup_epochs=1.0)
+    base.update(cfg)
+    return Trainer(
+        make_tiny(model_seed, dropout=0.2),
+        loss or ToyLoss(),
+        ToySpeechSet(24),
+        ToySpeechSet(8, train=False),
+        TrainConfig(**base),
+        TINY_STFT,
+        out,
+        resume_from=resume,
+    )
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_equals_uninterrupted(tmp_path, workers):
+    # 6 steps per epoch: stopping at 8 is mid-epoch 2; 16 steps cross two epoch ends
+    # (validation, plateau scheduler, best/last checkpoints) on both sides of the stop.
+    full = _trainer(tmp_path / "full", max_steps=16, num_workers=workers)
+    full.fit()
+    first = _trainer(tmp_path / "split", max_steps=8, num_workers=workers)
+    summary = first.fit()
+    assert summary["stop_reason"] == "max_steps" and summary["step"] == 8
+    # A different initialisation proves the weights come from the checkpoint.
+    resumed = _trainer(
+        tmp_path / "split",
+        resume=tmp_path / "split" / "last.pt",
+        model_seed=123,
+        max_steps=16,
+        num_workers=workers,
+    )
+    resumed.fit()
+    assert resumed.step == full.step == 16
+    _assert_same_weights(full.model, resumed.model)
+    assert resumed.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"]
+    full_losses = [h["val_loss"] for h in full.history if not h.get("partial")]
+    resumed_losses = [h["val_loss"] for h in resumed.history if not h.get("partial")]
+    assert resumed_losses == full_losses
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
+    t = _trainer(tmp_path, epochs=2)
+    t.fit()
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(tmp_path / name, weights_only=True)
+        assert state["model_name"] == "tiny"
+        assert state["model_config"] == {"n_freq": 33, "hidden": 16, "dropout": 0.2}
+        assert state["stft"]["n_fft"] == 64 and state["stft"]["hop_length"] == 32
+        assert state["train_config"]["effective_batch_size"] == 4
+        assert state["loss_config"] == {"mag_weight": 1.0, "wav_weight": 1.0}
+        for key in ("optimizer", "scheduler", "scaler", "rng", "history", "epoch", "step"):
+            assert key in state
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+
+
+def test_history_json_and_periodic_checkpoints(tmp_path):
+    t = _trainer(tmp_path, epochs=4, checkpoint_every=2, patience=0)
+    summary = t.fit()
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved == summary
+    assert [h["epoch"] for h in saved["history"]] == [1, 2, 3, 4]
+    assert saved["stop_reason"] == "epochs"
+    for h in saved["history"]:
+        assert math.isfinite(h["val_loss"]) and math.isfinite(h["val_si_sdr"])
+        assert set(h["train_parts"]) == {"mag", "wav"}
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
+        "best.pt",
+        "epoch_002.pt",
+        "epoch_004.pt",
+        "last.pt",
+    ]
+    # The model learns on the toy task: validation SI-SDR rises above the noisy input's.
+    assert saved["history"][-1]["val_si_sdr"] > saved["history"][0]["val_si_sdr_noisy"]
+
+
+def test_time_budget_saves_and_stops(tmp_path):
+    t = _trainer(tmp_path, epochs=1000, max_minutes=0.02)
+    summary = t.fit()
+    assert summary["stop_reason"] == "max_minutes"
+    assert summary["epochs_done"] < 1000
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["step"] == summary["step"]
+
+
+class _WorseningValLoss(ToyLoss):
+    """Validation loss that rises every epoch (training unaffected): early stopping must fire."""
+
+    def __init__(self):
+        super().__init__()
+        self.val_calls = 0
+
+    def __call__(self, est_spec, clean_spec, est_wav, clean_wav):
+        total, parts = super().__call__(est_spec, clean_spec, est_wav, clean_wav)
+        if not torch.is_grad_enabled():
+            self.val_calls += 1
+            total = total.detach() * 0 + self.val_calls
+        return total, parts
+
+
+def test_early_stopping(tmp_path):
+    t = _trainer(tmp_path, epochs=20, patience=2, loss=_WorseningValLoss())
+    summary = t.fit()
+    assert summary["stop_reason"] == "early_stopping"
+    assert summary["epochs_done"] == 3 and summary["best_epoch"] == 1
+
+
+def test_linear_warmup_then_full_lr(tmp_path):
+    t = _trainer(tmp_path, epochs=2, max_steps=1, warmup_epochs=1.0)
+    t.fit()
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 6)
+    t = _trainer(tmp_path / "b", epochs=2, max_steps=7, warmup_epochs=1.0)
+    t.fit()
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_cosine_schedule_decays_to_min_lr(tmp_path):
+    t = _trainer(tmp_path, epochs=3, scheduler="cosine", warmup_epochs=0, min_lr=1e-5)
+    t.fit()
+    lrs = [h["lr"] for h in t.history]
+    assert lrs[0] > lrs[1] > lrs[2] >= 1e-5
+
+
+def test_resume_refuses_another_model(tmp_path):
+    _trainer(tmp_path, epochs=1).fit()
+    with pytest.raises(UserError, match="checkpoint is for model") as err:
+        Trainer(
+            make_tiny(hidden=8),
+            ToyLoss(),
+            ToySpeechSet(24),
+            None,
+            TrainConfig(batch_size=4, num_workers=0, progress=False),
+            TINY_STFT,
+            tmp_path / "b",
+            resume_from=tmp_path / "last.pt",
+        )
+    assert "\n" not in str(err.value)
+
+
+def test_bad_settings_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="scheduler"):
+        TrainConfig(scheduler="step")
+    with pytest.raises(UserError, match="fewer than one batch"):
+        _trainer(tmp_path, batch_size=64)
