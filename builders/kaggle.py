@@ -449,7 +449,7 @@ def wait(
             break
         if clock() - start + interval > cfg.wait_timeout_s:
             raise UserError(
-                f"{label} is still {last} after {cfg.wait_timeout_s:.0f} s: "
+                f"{label} is still {last or 'not reachable'} after {cfg.wait_timeout_s:.0f} s: "
                 f"run `make wait-{name}` again later (the run continues on Kaggle)"
             )
         sleep(interval)
@@ -460,7 +460,7 @@ def wait(
             f"`make pull-{name}` saves its log"
         )
     if st.state != "COMPLETE":
-        raise UserError(f"{label} was cancelled on Kaggle ({st.state})")
+        raise UserError(f"{label} did not complete on Kaggle: it ended as {st.state}")
     return st
 
 

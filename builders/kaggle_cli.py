@@ -23,8 +23,9 @@ from pathlib import Path
 
 from common.errors import UserError
 
-TERMINAL_STATES = ("COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED")
-ACTIVE_STATES = ("QUEUED", "RUNNING", "NEW_SCRIPT")
+# NEW_SCRIPT (saved, never run) counts as finished: nothing is running whose outputs could be lost.
+TERMINAL_STATES = ("COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED", "NEW_SCRIPT")
+ACTIVE_STATES = ("QUEUED", "RUNNING")
 
 CREDENTIALS_HELP = (
     "no Kaggle credentials found: put your API key in ~/.kaggle/kaggle.json "

@@ -49,7 +49,9 @@ def load_rows(results_dir: Path) -> list[Row]:
         name = find_summary(run.files)
         path = results_dir / run.pulled_dir / (name or "summary.json")
         recorded = run.files.get(name, {}).get("sha256") if name else None
-        if not path.is_file() or recorded is None:
+        if not (results_dir / run.pulled_dir).is_dir():
+            rows.append(Row(run, None, f"pulled folder {run.pulled_dir} missing here"))
+        elif not path.is_file() or recorded is None:
             rows.append(Row(run, None, "no summary.json"))
         elif sha256_file(path) != recorded:
             warnings.warn(
