@@ -148,7 +148,8 @@ class DualPathBlock(nn.Module):
         self.time_norm = nn.LayerNorm(w)
         bidirectional = not cfg.causal
         hidden = cfg.time_hidden // 2 if bidirectional else cfg.time_hidden
-        self.time_rnn = nn.GRU(w, hidden, batch_first=True, bidirectional=bidirectional)
+        # Time-major (T, B*F, C): per-frame states are contiguous, and with B=1 no copies at all.
+        self.time_rnn = nn.GRU(w, hidden, bidirectional=bidirectional)
         self.time_fc = nn.Linear(hidden * (2 if bidirectional else 1), w)
 
     def forward(
@@ -157,9 +158,9 @@ class DualPathBlock(nn.Module):
         b, t, f, c = x.shape
         y = self.freq_norm(x).reshape(b * t, f, c)
         x = x + self.freq_attn(y).reshape(b, t, f, c)
-        y = self.time_norm(x).transpose(1, 2).reshape(b * f, t, c)
+        y = self.time_norm(x).transpose(0, 1).reshape(t, b * f, c)
         y, h = self.time_rnn(y, h)
-        return x + self.time_fc(y).reshape(b, f, t, c).transpose(1, 2), h
+        return x + self.time_fc(y).reshape(t, b, f, c).transpose(0, 1), h
 
 
 def _lite_up(cin: int, cout: int, kernel_f: int) -> nn.ConvTranspose2d:
