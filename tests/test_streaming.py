@@ -26,7 +26,7 @@ def with_leading_silence(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
     return np.concatenate([np.zeros(cfg.n_fft // 2 + 1, np.float32), wav.astype(np.float32)])
 
 
-def synthetic_speech(seconds: float = 1.5, sr: int = 16000) -> np.ndarray:
+def synthetic_speech(seconds: float = 1.0, sr: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     f0 = 110 + 40 * np.sin(2 * math.pi * 1.5 * t)
     voiced = sum(np.sin(2 * math.pi * k * np.cumsum(f0) / sr) / k for k in range(1, 10))
