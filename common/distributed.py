@@ -119,6 +119,7 @@ def _launched_worker(
     timeout_minutes: float,
     cpu_threads: int,
     args: tuple,
+    kwargs: dict,
 ) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -134,7 +135,7 @@ def _launched_worker(
     torch.set_num_threads(cpu_threads)
     init_distributed(timeout_minutes)
     try:
-        fn(*args)
+        fn(*args, **kwargs)
     finally:
         cleanup_distributed()
 
@@ -143,11 +144,12 @@ def launch_processes(
     fn: Callable,
     nproc: int,
     args: tuple = (),
+    kwargs: dict | None = None,
     *,
     start_method: str = "fork",
     timeout_minutes: float = DEFAULT_DDP_TIMEOUT_MINUTES,
 ) -> None:
-    """Run `fn(*args)` in `nproc` data-parallel processes and wait for all of them.
+    """Run `fn(*args, **kwargs)` in `nproc` data-parallel processes and wait for all of them.
 
     `start_method="fork"` works from a notebook (functions defined in `__main__`); each forked
     worker runs torch with one CPU thread (the GPU does the work there; see `_launched_worker`).
@@ -158,7 +160,7 @@ def launch_processes(
     if nproc < 1:
         raise UserError(f"nproc={nproc}: use 1 or more processes")
     if nproc == 1:
-        fn(*args)
+        fn(*args, **(kwargs or {}))
         return
     if start_method == "fork" and torch.cuda.is_available() and torch.cuda.is_initialized():
         raise UserError(
@@ -169,7 +171,7 @@ def launch_processes(
     port = free_port()
     torch_mp.start_processes(
         _launched_worker,
-        args=(fn, nproc, port, timeout_minutes, cpu_threads, args),
+        args=(fn, nproc, port, timeout_minutes, cpu_threads, args, kwargs or {}),
         nprocs=nproc,
         join=True,
         start_method=start_method,

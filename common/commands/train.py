@@ -1,9 +1,272 @@
-"""`python -m common train`: not written yet."""
+"""`python -m common train`: train a model on the Kaggle pairs, the synthetic corpus or live mixtures.
+
+    python -m common train --model lite --data mix --out runs/lite --max-minutes 30
+    python -m common train --model crn --data /kaggle/input/libri-speech-noise-dataset --out OUT
+    python -m common train --model lite --data synthetic --out OUT --epochs 2
+    python -m common train ... --resume OUT/last.pt          # continue exactly where it stopped
+
+--data is a Kaggle dataset root (archives or extracted folders), `synthetic` (a small generated
+corpus in the Kaggle layout, written to the work dir) or `mix` (speech + noise from --data-root,
+mixed on the fly with speaker-disjoint train/val splits from common.mixing).
+
+Data-parallel: `--nproc N` starts N processes (one per GPU, or gloo on CPU); equivalently
+`torchrun --nproc-per-node N -m common train ...`. --batch-size is the effective batch over all
+processes and --lr applies to it unchanged, so results do not depend on N.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.audio import StftConfig
+from common.checkpoint import load_checkpoint
+from common.distributed import barrier, cleanup_distributed, init_distributed, launch_processes
+from common.errors import UserError
+from common.losses import EnhancementLoss, LossConfig
+from common.models import build_model, model_names
+from common.train import TrainConfig, Trainer, seed_everything
+
+LOSS_PRESETS = ("compressed", "seed")
+
+
+def _loss_config(name: str) -> LossConfig:
+    # Same presets as the notebooks (common.experiment.loss_config).
+    return LossConfig.seed() if name == "seed" else LossConfig()
+
+
+def _default_data_root() -> Path:
+    return Path(os.environ.get("SHARED_DATA", "../shared/data"))
+
+
+def _parse_model_config(items: list[str]) -> dict:
+    """KEY=VALUE pairs; values are JSON when they parse (numbers, true/false, lists), else text."""
+    config = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--model-config {item!r}: use KEY=VALUE, e.g. --model-config width=32")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    return config
+
+
+@dataclass
+class TrainJob:
+    """Everything one training process needs (picklable, for spawned data-parallel workers)."""
+
+    model: str
+    model_config: dict
+    train_set: object
+    val_set: object
+    cfg: TrainConfig
+    stft: StftConfig
+    loss: LossConfig
+    out: Path
+    resume: Path | None
+    data_info: dict
+
+
+def _paired_sets(args: argparse.Namespace, root: Path, work: Path) -> tuple[object, object, dict]:
+    from common.data import PairedDataset, check_alignment, prepare_kaggle_data, split_pairs
+
+    kaggle = prepare_kaggle_data(root, work / "extracted")
+    train_pairs, val_pairs = split_pairs(kaggle.train, args.val_fraction, args.seed)
+    train_set = PairedDataset(train_pairs, args.segment_seconds, train=True, seed=args.seed)
+    val_set = (
+        PairedDataset(val_pairs, args.segment_seconds, train=False, seed=args.seed)
+        if val_pairs
+        else None
+    )
+    corr = check_alignment(train_set)  # the guard against the team's misaligned-crop bug
+    print(f"alignment check: mean noisy/clean correlation {corr:.3f} (passed)")
+    info = {
+        "source": args.data,
+        "root": str(root),
+        "train_pairs": len(train_set),
+        "val_pairs": len(val_set) if val_set else 0,
+        "alignment_corr": round(corr, 4),
+    }
+    return train_set, val_set, info
+
+
+def _mix_sets(args: argparse.Namespace) -> tuple[object, object, dict]:
+    from common.mixing import MixConfig, MixingDataset, real_corpus_splits
+
+    root = Path(args.data_root)
+    splits = real_corpus_splits(root, seed=args.seed)
+    mix = MixConfig(segment_seconds=args.segment_seconds, seed=args.seed)
+    train_set = MixingDataset(
+        splits["train"].speech, splits["train"].noise, mix, True, args.mix_items
+    )
+    val_set = MixingDataset(
+        splits["val"].speech,
+        splits["val"].noise,
+        mix,
+        False,
+        max(args.batch_size, args.mix_items // 20),
+    )
+    info = {
+        "source": "mix",
+        "root": str(root),
+        "train_speech_files": len(splits["train"].speech),
+        "train_noise_files": len(splits["train"].noise),
+        "items_per_epoch": len(train_set),
+        "val_items": len(val_set),
+    }
+    return train_set, val_set, info
+
+
+def _datasets(args: argparse.Namespace, out: Path) -> tuple[object, object, dict]:
+    work = Path(args.work_dir) if args.work_dir else out / "data"
+    if args.data == "mix":
+        return _mix_sets(args)
+    if args.data == "synthetic":
+        from common.synthetic import make_synthetic_corpus
+
+        root = make_synthetic_corpus(work / "synthetic", seed=args.seed)
+        return _paired_sets(args, root, work)
+    root = Path(args.data)
+    if not root.is_dir():
+        raise UserError(
+            f"--data {args.data}: not a folder; give the Kaggle dataset root, 'synthetic' or 'mix'"
+        )
+    return _paired_sets(args, root, work)
+
+
+def _run_job(job: TrainJob) -> dict:
+    seed_everything(job.cfg.seed)
+    model = build_model(job.model, **job.model_config)
+    trainer = Trainer(
+        model,
+        EnhancementLoss(job.loss, job.stft),
+        job.train_set,
+        job.val_set,
+        job.cfg,
+        job.stft,
+        job.out,
+        resume_from=job.resume,
+        data_info=job.data_info,
+    )
+    return trainer.fit()
+
+
+def _report(out: Path) -> None:
+    summary = json.loads((out / "history.json").read_text())
+    last = summary["history"][-1] if summary["history"] else {}
+    print(
+        f"stopped: {summary['stop_reason']} after {summary['step']} steps "
+        f"({summary['epochs_done']} full epochs, {summary['train_seconds']:.0f} s on {summary['device']})"
+    )
+    if last.get("val_si_sdr") is not None:
+        print(
+            f"last validation: loss {last['val_loss']:.4f}, SI-SDR {last['val_si_sdr']:.2f} dB "
+            f"(noisy input {last['val_si_sdr_noisy']:.2f} dB)"
+        )
+    print(f"best epoch: {summary['best_epoch']}; checkpoints: {out}/best.pt, {out}/last.pt")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.model not in model_names():
+        raise UserError(
+            f"--model {args.model!r}: unknown; choose one of {', '.join(model_names())}"
+        )
+    out = Path(args.out)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_epochs=args.warmup_epochs,
+        scheduler=args.scheduler,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        checkpoint_every=args.checkpoint_every,
+        num_workers=args.workers,
+        seed=args.seed,
+        amp=not args.no_amp,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    stft_cfg = StftConfig(hop_length=args.stft_hop)
+    model_config = _parse_model_config(args.model_config)
+    build_model(args.model, **model_config)  # fail now, in one line, on a bad --model-config
+    resume = Path(args.resume) if args.resume else None
+    if resume is not None:
+        load_checkpoint(resume)  # a missing or foreign file is reported before data preparation
+
+    # Under torchrun every rank runs this: rank 0 prepares (extracts) the data, the others wait
+    # and then find it ready.
+    info = init_distributed()
+    if not info.is_main:
+        barrier()
+    train_set, val_set, data_info = _datasets(args, out)
+    if info.enabled and info.is_main:
+        barrier()
+    job = TrainJob(
+        args.model, model_config, train_set, val_set, cfg, stft_cfg, _loss_config(args.loss),
+        out, resume, data_info,
+    )  # fmt: skip
+    try:
+        if info.enabled or args.nproc == 1:
+            _run_job(job)
+        else:
+            # `spawn`: this process has used torch already, and forked workers would get one
+            # CPU thread each; spawned ones share the cores.
+            launch_processes(_run_job, args.nproc, (job,), start_method="spawn")
+    finally:
+        if info.enabled:
+            cleanup_distributed()
+    if info.is_main:
+        _report(out)
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Placeholder: this command group is added by its issue."""
+    p = sub.add_parser(
+        "train",
+        help="train a model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(model_names())}")
+    p.add_argument("--data", required=True, help="Kaggle dataset root, 'synthetic' or 'mix'")
+    p.add_argument("--out", required=True, help="folder for checkpoints and history.json")
+    p.add_argument(
+        "--data-root", default=str(_default_data_root()), help="speech/ + noise/ for --data mix"
+    )
+    p.add_argument(
+        "--work-dir", default=None, help="where archives are extracted (default OUT/data)"
+    )
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="wall-clock budget; saves and stops"
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="total optimizer steps")
+    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from OUT/last.pt")
+    p.add_argument("--batch-size", type=int, default=16, help="effective batch over all processes")
+    p.add_argument("--segment-seconds", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=1e-3, help="for the effective batch (not rescaled)")
+    p.add_argument("--loss", choices=LOSS_PRESETS, default="compressed",
+                   help="compressed: GTCRN-style compressed spectra + SI-SDR; seed: L1 on log1p magnitude")  # fmt: skip
+    p.add_argument("--scheduler", choices=("plateau", "cosine"), default="plateau")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--patience", type=int, default=10, help="early stopping; 0 disables")
+    p.add_argument("--checkpoint-every", type=int, default=5, help="epoch_NNN.pt every N epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    p.add_argument("--stft-hop", type=int, default=256, help="STFT hop (n_fft 512)")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="paired data held out")
+    p.add_argument("--mix-items", type=int, default=2000, help="--data mix: mixtures per epoch")
+    p.add_argument("--model-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model setting (repeatable), e.g. width=32")  # fmt: skip
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (GPUs)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
