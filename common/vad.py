@@ -414,6 +414,6 @@ def plot_vad(
     )
     axes[-1, 0].set_xlabel("time (s)")
     handles, labels = top.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save_figure(fig, path)
