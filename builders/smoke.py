@@ -9,8 +9,10 @@ Exits non-zero, with one line per failure naming the notebook and the failing ce
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -27,6 +29,7 @@ import papermill
 from nbconvert import HTMLExporter
 
 from builders.build import REPO, build_notebook, notebook_names
+from builders.inline import top_level_bindings
 from common.errors import UserError
 
 SMOKE_DIR = Path("build", "smoke")
@@ -136,6 +139,9 @@ def execute(
     timeout_s: int = 240,
 ) -> None:
     """Run a notebook with papermill; raise UserError naming the failing cell on any error."""
+    # papermill re-parses the parameters cell only to warn, and its line parser misreads
+    # comments containing `=`; smoke_parameters already passes only declared names.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -220,8 +226,17 @@ def smoke_parameters(
     }
     if checkpoint is not None:
         wanted["checkpoint"] = str(checkpoint)
-    declared = papermill.inspect_notebook(str(notebook))
+    declared = declared_parameters(notebook)
     return {k: v for k, v in wanted.items() if k in declared}
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names the notebook's parameters cell assigns (read with ast: papermill's own parser
+    gives up on comments that contain `=` or quotes)."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            return set(top_level_bindings(ast.parse(cell.source)))
+    return set()
 
 
 def _walk(value: object, path: str) -> Iterator[tuple[str, object]]:
@@ -347,31 +362,37 @@ def print_table(results: list[SmokeResult], total_s: float) -> None:
             print(f"error: {r.message}", file=sys.stderr)
 
 
+def run_smoke(
+    names: list[str], repo: Path = REPO, cfg: SmokeConfig | None = None
+) -> list[SmokeResult]:
+    """Run `names` (training notebooks first) into repo/build/smoke/; UserError if it cannot start."""
+    cfg = cfg or SmokeConfig()
+    smoke_dir = repo / SMOKE_DIR
+    names = _ordered(names)
+    if not names:
+        raise UserError("notebooks_src/ has no notebook sources (*.py not starting with '_')")
+    data_dir = synthetic_data(smoke_dir / "data", cfg, repo)
+    results: list[SmokeResult] = []
+    with tempfile.TemporaryDirectory(prefix="lse-smoke-") as tmp_name:
+        tmp = Path(tmp_name)
+        with isolated_kernel(tmp) as kernel_name:
+            check_isolation(kernel_name, tmp)
+            for i, name in enumerate(names, 1):
+                print(f"[{i}/{len(names)}] {name}: running ...", flush=True)
+                result = run_one(name, cfg, data_dir, kernel_name, tmp, smoke_dir, repo)
+                results.append(result)
+                status = "ok" if result.ok else "FAILED"
+                print(f"[{i}/{len(names)}] {name}: {status} in {result.seconds:.0f} s", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builders.smoke", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help="notebooks to run (default: all)")
     args = parser.parse_args(argv)
-    cfg = SmokeConfig()
-    smoke_dir = REPO / SMOKE_DIR
     started = time.monotonic()
-    results: list[SmokeResult] = []
     try:
-        names = _ordered(args.names or notebook_names())
-        if not names:
-            raise UserError("notebooks_src/ has no notebook sources (*.py not starting with '_')")
-        data_dir = synthetic_data(smoke_dir / "data", cfg)
-        with tempfile.TemporaryDirectory(prefix="lse-smoke-") as tmp_name:
-            tmp = Path(tmp_name)
-            with isolated_kernel(tmp) as kernel_name:
-                check_isolation(kernel_name, tmp)
-                for i, name in enumerate(names, 1):
-                    print(f"[{i}/{len(names)}] {name}: running ...", flush=True)
-                    result = run_one(name, cfg, data_dir, kernel_name, tmp, smoke_dir)
-                    results.append(result)
-                    status = "ok" if result.ok else "FAILED"
-                    print(
-                        f"[{i}/{len(names)}] {name}: {status} in {result.seconds:.0f} s", flush=True
-                    )
+        results = run_smoke(args.names or notebook_names())
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
