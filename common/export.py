@@ -468,8 +468,19 @@ class OnnxEnhancer:
         y = self.session.run(None, {ONNX_INPUT: x})[0][0]
         return y[0].astype(np.float64) + 1j * y[1]
 
+    device = "cpu (onnxruntime)"  # shown by `enhance` like common.enhance.Enhancer.device
+
     def enhance(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        """(N,) or (N, channels) audio at `sr` -> the same shape and rate (channels separately)."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim == 2:
+            return np.ascontiguousarray(np.stack([self.enhance(c, sr) for c in wav.T], axis=1))
+        if wav.ndim != 1 or wav.shape[0] == 0:
+            raise UserError(f"enhance: expected (samples,) or (samples, channels), got {wav.shape}")
+        if not np.all(np.isfinite(wav)):
+            raise UserError(
+                "enhance: input has NaN or infinite samples; fix or re-export the audio"
+            )
         x = resample(wav, sr, self.stft.sample_rate)
         n = len(x)
         # Very short clips are zero-padded to one window (reflect padding needs more samples).

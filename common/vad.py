@@ -218,6 +218,33 @@ def apply_vad_gate(
     return (wav * gate_gain(vad, cfg)).astype(np.float32), vad
 
 
+class VadGatedEnhancer:
+    """Wraps an enhancer (`enhance(wav, sr)`, e.g. common.enhance.Enhancer or
+    common.export.OnnxEnhancer) and gates its output: what `enhance --vad` runs.
+
+    Each channel is gated with the VAD of its own noisy input and enhanced output (union).
+    Other attributes (model_name, device, ...) are the wrapped enhancer's.
+    """
+
+    def __init__(self, enhancer: object, cfg: GateConfig | None = None) -> None:
+        self.enhancer = enhancer
+        self.gate = cfg or GateConfig()
+
+    def __getattr__(self, name: str):
+        return getattr(self.enhancer, name)
+
+    def enhance(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32)
+        out = np.asarray(self.enhancer.enhance(wav, sr), dtype=np.float32)
+        if out.ndim == 1:
+            return apply_vad_gate(out, sr, self.gate, reference=wav)[0]
+        gated = [
+            apply_vad_gate(out[:, c], sr, self.gate, reference=wav[:, c])[0]
+            for c in range(out.shape[1])
+        ]
+        return np.ascontiguousarray(np.stack(gated, axis=1))
+
+
 def level_db(wav: np.ndarray) -> float:
     """Mean power in dB relative to full scale (-inf for an empty or silent region)."""
     if wav.size == 0:

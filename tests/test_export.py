@@ -199,3 +199,34 @@ def test_benchmark_table_on_a_real_pair(lite_ckpt, shared_data, tmp_path):
     assert all(r.rtf > 0 and r.size_bytes > 0 for r in results)
     table = format_variant_table(results, len(pairs))
     assert table.count("| onnx int8 |") == 1
+
+
+def test_onnx_and_vad_gate_through_enhance_path_on_real_noisy_files(
+    exported, shared_data, tmp_path
+):
+    """What `enhance --onnx MODEL --vad IN OUT` runs: every noisy-only file, same length and rate."""
+    import soundfile as sf
+
+    from common.enhance import enhance_path
+    from common.vad import GateConfig, VadGatedEnhancer
+
+    src = shared_data / "noisy_only"
+    enhancer = VadGatedEnhancer(OnnxEnhancer(exported["int8"]), GateConfig(floor_db=-20.0))
+    assert enhancer.model_name == "lite"
+    written = enhance_path(enhancer, src, tmp_path / "out", progress=False)
+    inputs = list_audio(src)
+    assert len(written) == len(inputs) == 20
+    for noisy, out in zip(inputs, written):
+        a, b = sf.info(str(noisy)), sf.info(str(out))
+        assert (a.frames, a.samplerate, a.channels) == (b.frames, b.samplerate, b.channels)
+
+
+def test_stereo_stays_stereo(exported):
+    from common.vad import VadGatedEnhancer
+
+    rng = np.random.default_rng(3)
+    stereo = (0.1 * rng.standard_normal((16000, 2))).astype(np.float32)
+    onnx = OnnxEnhancer(exported["fp32"])
+    out = VadGatedEnhancer(onnx).enhance(stereo, 16000)
+    assert out.shape == stereo.shape
+    assert np.allclose(onnx.enhance(stereo, 16000)[:, 1], onnx.enhance(stereo[:, 1], 16000))
