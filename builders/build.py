@@ -32,7 +32,13 @@ from builders.inline import (
     rewrite_imports,
     top_level_bindings,
 )
-from builders.metadata import kernel_metadata, validate_metadata, write_metadata
+from builders.metadata import (
+    PLACEHOLDER_USERNAME,
+    kaggle_username,
+    kernel_metadata,
+    validate_metadata,
+    write_metadata,
+)
 from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -345,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if kaggle_username(args.username) is None:
+        print(
+            f"note: no Kaggle user name, so kernel ids use {PLACEHOLDER_USERNAME}; set "
+            "KAGGLE_USERNAME (or pass --username) before pushing"
+        )
     return 0
 
 
