@@ -99,6 +99,15 @@ def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
     return all_reduce_sum([1.0 if flag else 0.0], device)[0] > 0
 
 
+def broadcast_from_main(obj: object) -> object:
+    """Rank 0's `obj` on every rank (pickled; for small things such as dataset descriptions)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

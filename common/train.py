@@ -288,10 +288,12 @@ class Trainer:
                 ds.set_epoch(epoch)
 
     # ----------------------------------------------------------------------------- steps
-    def _enhance_batch(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _enhance_batch(
+        self, noisy: torch.Tensor, net: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         noisy_spec = stft(noisy, self.stft)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            est_spec = self.net(noisy_spec)
+            est_spec = net(noisy_spec)
         # The loss and the inverse STFT run in fp32 whatever the model ran in.
         est_spec = est_spec.to(torch.complex64)
         return est_spec, istft(est_spec, self.stft, noisy.shape[-1])
@@ -318,7 +320,7 @@ class Trainer:
         clean = clean.to(self.device, non_blocking=True)
         self._set_lr()
         self.net.train()
-        est_spec, est_wav = self._enhance_batch(noisy)
+        est_spec, est_wav = self._enhance_batch(noisy, self.net)
         loss, parts = self.loss_fn(est_spec, stft(clean, self.stft), est_wav, clean)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -351,12 +353,14 @@ class Trainer:
         loader = self._val_loader()
         if loader is None:
             return {}
-        self.net.eval()
+        # The bare model, not the DDP wrapper: DDP's forward broadcasts buffers, a collective
+        # that would deadlock when the ranks' shards have different numbers of batches.
+        self.model.eval()
         sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, si_sdr, noisy si_sdr, n
         for noisy, clean in loader:
             noisy = noisy.to(self.device, non_blocking=True)
             clean = clean.to(self.device, non_blocking=True)
-            est_spec, est_wav = self._enhance_batch(noisy)
+            est_spec, est_wav = self._enhance_batch(noisy, self.model)
             loss, _ = self.loss_fn(est_spec, stft(clean, self.stft), est_wav, clean)
             n = noisy.shape[0]
             sums[0] += float(loss) * n

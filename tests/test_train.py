@@ -166,3 +166,27 @@ def test_bad_settings_are_one_line_errors(tmp_path):
         TrainConfig(scheduler="step")
     with pytest.raises(UserError, match="fewer than one batch"):
         _trainer(tmp_path, batch_size=64)
+
+
+@pytest.mark.slow  # three CLI processes (~15 s)
+def test_cli_trains_on_synthetic_data_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "common", "train", "--model", "lite", "--data", "synthetic"]
+    base += ["--out", str(out), "--batch-size", "4", "--segment-seconds", "1", "--workers", "0"]
+    base += ["--model-config", "width=16", "--model-config", "n_blocks=1", "--no-progress"]
+    first = subprocess.run(base + ["--max-steps", "2"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "alignment check" in first.stdout and "stopped: max_steps" in first.stdout
+    again = subprocess.run(
+        base + ["--max-steps", "4", "--resume", str(out / "last.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert load_checkpoint(out / "last.pt")["step"] == 4
+    bad = subprocess.run(base + ["--model-config", "colour=7"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "colour" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0

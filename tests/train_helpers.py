@@ -34,11 +34,14 @@ class TinyMask(nn.Module):
             nn.Dropout(self.cfg.dropout),
             nn.Linear(self.cfg.hidden, self.cfg.n_freq),
         )
+        # A buffer, like the real models' filterbanks: DDP synchronises buffers in its forward,
+        # which must not happen at validation time (shards of unequal size would deadlock).
+        self.register_buffer("gain", torch.ones(self.cfg.n_freq, 1))
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         feats = torch.log1p(spec.abs()).transpose(1, 2)  # (B, T, F)
         mask = torch.sigmoid(self.net(feats)).transpose(1, 2)
-        return spec * mask
+        return spec * mask * self.gain
 
 
 class ToySpeechSet(torch.utils.data.Dataset):

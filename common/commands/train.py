@@ -24,7 +24,12 @@ from pathlib import Path
 
 from common.audio import StftConfig
 from common.checkpoint import load_checkpoint
-from common.distributed import barrier, cleanup_distributed, init_distributed, launch_processes
+from common.distributed import (
+    broadcast_from_main,
+    cleanup_distributed,
+    init_distributed,
+    launch_processes,
+)
 from common.errors import UserError
 from common.losses import EnhancementLoss, LossConfig
 from common.models import build_model, model_names
@@ -200,14 +205,11 @@ def run_train(args: argparse.Namespace) -> int:
     if resume is not None:
         load_checkpoint(resume)  # a missing or foreign file is reported before data preparation
 
-    # Under torchrun every rank runs this: rank 0 prepares (extracts) the data, the others wait
-    # and then find it ready.
+    # Under torchrun every rank runs this: rank 0 alone prepares (extracts, checks) the data and
+    # hands the datasets to the others, so no two processes write the same files.
     info = init_distributed()
-    if not info.is_main:
-        barrier()
-    train_set, val_set, data_info = _datasets(args, out)
-    if info.enabled and info.is_main:
-        barrier()
+    datasets = _datasets(args, out) if info.is_main else None
+    train_set, val_set, data_info = broadcast_from_main(datasets)
     job = TrainJob(
         args.model, model_config, train_set, val_set, cfg, stft_cfg, _loss_config(args.loss),
         out, resume, data_info,
