@@ -72,9 +72,9 @@ def capture_rng_state() -> dict:
         },
         "torch": torch.get_rng_state(),
     }
-    # Only when CUDA is already in use: querying it would initialise CUDA, which must not happen
-    # in a parent process that later forks data-parallel workers.
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    # Only when CUDA is already in use: even `torch.cuda.is_available()` initialises the driver,
+    # which must not happen in a parent process that later forks data-parallel workers.
+    if torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -95,7 +95,7 @@ def restore_rng_state(state: dict) -> None:
     )
     torch.set_rng_state(state["torch"])
     cuda_states = state.get("cuda")
-    if cuda_states and torch.cuda.is_available() and torch.cuda.is_initialized():
+    if cuda_states and torch.cuda.is_initialized():
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
 

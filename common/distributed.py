@@ -28,6 +28,11 @@ from common.errors import UserError
 
 DEFAULT_DDP_TIMEOUT_MINUTES = 10.0
 
+# `torch.cuda.is_available()` normally initialises the CUDA driver (cudaGetDeviceCount), after
+# which forked workers cannot use the GPU. With this variable torch asks NVML instead, which is
+# fork-safe; set here so that any check made in a notebook before the launch stays harmless.
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -171,7 +176,7 @@ def launch_processes(
     if nproc == 1:
         fn(*args, **(kwargs or {}))
         return
-    if start_method == "fork" and torch.cuda.is_available() and torch.cuda.is_initialized():
+    if start_method == "fork" and torch.cuda.is_initialized():
         raise UserError(
             "CUDA is already initialised in this process, so data-parallel workers cannot be "
             "forked; restart the kernel and launch before any tensor is moved to the GPU"

@@ -17,7 +17,17 @@ Exact resume: a checkpoint stores the epoch, the number of samples already consu
 optimizer/scheduler/scaler states, the RNG states and the history. The sampler order and the
 DataLoader worker seeds depend only on (seed, epoch), so resuming mid-epoch replays the same
 batches. This is exact when dataset items are a function of (index, epoch), which the project's
-datasets guarantee through `set_epoch`.
+datasets guarantee through `set_epoch`. When a budget stops an epoch part-way, the run is
+validated for the record (a history entry with "partial": true) without touching the scheduler,
+best-loss tracking or early stopping, so the resumed run continues as if never interrupted.
+
+Files (rank 0 only): `last.pt` every epoch and at a stop, `best.pt` on a new best val loss (or
+at a stop when none exists yet), `epoch_NNN.pt` every `checkpoint_every` epochs, `history.json`
+(`Trainer.summary()`: per-epoch train/val loss, val SI-SDR of output and input, lr, and the
+stop reason: "epochs", "early_stopping", "max_steps" or "max_minutes").
+
+Validation runs the bare model, not the DDP wrapper, on an unpadded shard per rank: DDP's
+forward broadcasts buffers, a collective that deadlocks when one rank's shard has fewer batches.
 """
 
 from __future__ import annotations
@@ -479,7 +489,7 @@ class Trainer:
             self.best_val_loss, self.best_epoch, self.bad_epochs = monitored, epoch + 1, 0
         else:
             self.bad_epochs += 1
-        entry["seconds"] = time.monotonic() - start
+        entry["elapsed_seconds"] = time.monotonic() - start
         self.history.append(entry)
         self.epoch, self.samples_in_epoch, self.totals = epoch + 1, 0, _EpochTotals()
         if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
@@ -499,7 +509,7 @@ class Trainer:
         entry.update(self._train_stats())
         entry.update(self.validate())
         entry["lr"] = self.optimizer.param_groups[0]["lr"]
-        entry["seconds"] = time.monotonic() - start
+        entry["elapsed_seconds"] = time.monotonic() - start
         self.history.append(entry)
         paths = ["last.pt"]
         if not (self.out_dir / "best.pt").exists():
