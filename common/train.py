@@ -207,9 +207,10 @@ class Trainer:
 
         if resume_from is not None:
             self._resume(Path(resume_from))
-        elif self.dist.rank > 0:
-            # Different dropout masks per rank; rank 0 keeps the caller's seeding.
-            torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
+        else:
+            # After the model's initialisation (the caller seeds that; DDP copies rank 0's
+            # weights to all ranks): dropout and any other randomness, different per rank.
+            seed_everything(cfg.seed + 7919 * self.dist.rank)
 
         self.net: nn.Module = self.model
         if self.dist.enabled:
