@@ -1,0 +1,361 @@
+"""The steps every notebook runs, so that notebook sources stay thin and read top to bottom:
+data (with the alignment guard), training (one process or data-parallel), evaluation on the test
+pairs from real waveforms, example figures, and the run's `summary.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.audio import SAMPLE_RATE, StftConfig
+from common.checkpoint import json_safe, load_checkpoint
+from common.data import AudioPair, PairedDataset, check_alignment, find_pair_dirs, discover_pairs
+from common.data import prepare_kaggle_data, split_pairs
+from common.distributed import launch_processes
+from common.enhance import load_enhancer
+from common.env import describe_environment, format_environment, select_device
+from common.errors import UserError
+from common.losses import EnhancementLoss, LossConfig
+from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
+from common.models import build_model, count_parameters
+from common.synthetic import make_synthetic_corpus
+from common.train import TrainConfig, Trainer
+
+KAGGLE_DATASET_SLUG = "libri-speech-noise-dataset"
+
+
+@dataclass
+class RunParams:
+    """A notebook's parameters cell, gathered (papermill overrides them one by one)."""
+
+    model: str
+    data_source: str = "kaggle"  # "kaggle", "synthetic", or a folder (archives or extracted)
+    work_dir: str = "auto"  # where archives are extracted
+    output_dir: str = "auto"  # /kaggle/working on Kaggle, ./outputs/<model> elsewhere
+    epochs: int = 30
+    batch_size: int = 16
+    segment_seconds: float = 3.0
+    max_minutes: float = 690.0  # stop and save before Kaggle's 12-hour session limit
+    resume_checkpoint: str = ""
+    seed: int = 0
+    num_workers: int = 2
+    max_train_pairs: int = 0  # 0: all
+    max_test_pairs: int = 0  # 0: all
+    eval_seconds: float = 0.0  # 0: whole test files
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    nproc: str | int = "auto"  # data-parallel processes: "auto" = one per GPU
+    lr: float = 1e-3
+    loss: str = "seed"  # "seed" (L1 on log1p magnitude) or "compressed" (GTCRN-style)
+    scheduler: str = "plateau"
+    warmup_epochs: float = 1.0
+    patience: int = 10
+    model_config: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_namespace(cls, model: str, namespace: dict) -> RunParams:
+        """Collect the parameters a notebook defined (its parameters cell) by field name."""
+        names = {f for f in cls.__dataclass_fields__ if f != "model"}
+        return cls(model=model, **{k: namespace[k] for k in names if k in namespace})
+
+    @property
+    def on_kaggle(self) -> bool:
+        return Path("/kaggle/working").is_dir()
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir != "auto":
+            return Path(self.output_dir)
+        return Path("/kaggle/working") if self.on_kaggle else Path("outputs") / self.model
+
+    def resolved_work_dir(self) -> Path:
+        if self.work_dir != "auto":
+            return Path(self.work_dir)
+        # The input mount is read-only and /kaggle/working is kept as output: extract elsewhere.
+        return Path("/tmp/se-data") if self.on_kaggle else Path("work")
+
+
+# ------------------------------------------------------------------------------ environment
+
+
+@dataclass
+class RunEnvironment:
+    device: torch.device
+    nproc: int
+    description: dict
+
+
+def setup_environment(params: RunParams) -> RunEnvironment:
+    """Choose the device and the number of data-parallel processes, and say why."""
+    env = describe_environment()
+    device = select_device(params.device, env)
+    usable = [g for g in env.gpus if g.supported]
+    if params.nproc == "auto":
+        nproc = len(usable) if device.type == "cuda" and len(usable) > 1 else 1
+    else:
+        nproc = max(1, int(params.nproc))
+    print(format_environment(env, device))
+    mode = f"data-parallel on {nproc} processes (DDP)" if nproc > 1 else "single process"
+    print(f"training mode: {mode}")
+    return RunEnvironment(device=device, nproc=nproc, description={**env.to_dict(), "device": str(device), "nproc": nproc})
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class ExperimentData:
+    train: list[AudioPair]
+    val: list[AudioPair]
+    test: list[AudioPair]
+    info: dict
+
+
+def _find_kaggle_input() -> Path:
+    base = Path("/kaggle/input")
+    candidates = sorted(p.parent for p in base.rglob("test.7z")) if base.is_dir() else []
+    candidates += sorted(p for p in base.glob(f"*{KAGGLE_DATASET_SLUG}*")) if base.is_dir() else []
+    if not candidates:
+        raise UserError(
+            "data_source='kaggle' but no test.7z under /kaggle/input; attach the dataset "
+            "earth16/libri-speech-noise-dataset to the notebook"
+        )
+    return candidates[0]
+
+
+def _limit(pairs: list[AudioPair], n: int) -> list[AudioPair]:
+    return pairs[:n] if n and n > 0 else pairs
+
+
+def load_experiment_data(params: RunParams, need_train: bool = True) -> ExperimentData:
+    """Find, extract (once) and pair the data named by `params.data_source`."""
+    work = params.resolved_work_dir()
+    source = params.data_source
+    if source == "kaggle":
+        root = _find_kaggle_input()
+    elif source == "synthetic":
+        root = make_synthetic_corpus(work / "synthetic-archives", seed=params.seed)
+    else:
+        root = Path(source)
+        if not root.is_dir():
+            raise UserError(f"data_source={source!r}: folder not found; use 'kaggle', 'synthetic' or a folder")
+    if (root / "noisy").is_dir() and (root / "clean").is_dir():  # a folder of test pairs only
+        if need_train:
+            raise UserError(f"{root}: holds only noisy/ + clean/ test pairs; training needs the Kaggle archives")
+        train_all, test = [], discover_pairs(*find_pair_dirs(root))
+    else:
+        kaggle = prepare_kaggle_data(root, work / "extracted", need_train=need_train)
+        train_all, test = kaggle.train, kaggle.test
+    train_all = _limit(train_all, params.max_train_pairs)
+    test = _limit(sorted(test, key=lambda p: p.name), params.max_test_pairs)
+    train, val = split_pairs(train_all, val_fraction=0.05, seed=params.seed) if train_all else ([], [])
+    info = {"source": source, "root": str(root), "train_pairs": len(train), "val_pairs": len(val), "test_pairs": len(test)}
+    print(f"data: {source} ({root}): {len(train)} train / {len(val)} validation / {len(test)} test pairs")
+    return ExperimentData(train=train, val=val, test=test, info=info)
+
+
+def alignment_report(data: ExperimentData, params: RunParams) -> float:
+    """The guard against the team's crop bug: mean noisy/clean correlation of aligned crops."""
+    pairs = data.train or data.test
+    dataset = PairedDataset(pairs, segment_seconds=params.segment_seconds, train=bool(data.train), seed=params.seed)
+    corr = check_alignment(dataset)
+    data.info["alignment_corr"] = round(corr, 4)
+    print(f"alignment check: mean noisy/clean correlation {corr:.3f} over {min(32, len(pairs))} pairs (passed)")
+    return corr
+
+
+# --------------------------------------------------------------------------------- training
+
+
+def loss_config(name: str) -> LossConfig:
+    if name == "seed":
+        return LossConfig.seed()
+    if name == "compressed":
+        return LossConfig()
+    raise UserError(f"loss={name!r}: use 'seed' (L1 on log1p magnitude) or 'compressed'")
+
+
+def train_config(params: RunParams) -> TrainConfig:
+    return TrainConfig(
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        lr=params.lr,
+        warmup_epochs=params.warmup_epochs,
+        scheduler=params.scheduler,
+        patience=params.patience,
+        max_minutes=params.max_minutes,
+        num_workers=params.num_workers,
+        seed=params.seed,
+        device=params.device,
+    )
+
+
+def _train_worker(params: RunParams, data: ExperimentData, out_dir: Path, stft_cfg: StftConfig) -> None:
+    torch.manual_seed(params.seed)
+    model = build_model(params.model, **params.model_config)
+    trainer = Trainer(
+        model,
+        EnhancementLoss(loss_config(params.loss), stft_cfg),
+        PairedDataset(data.train, params.segment_seconds, train=True, seed=params.seed),
+        PairedDataset(data.val, params.segment_seconds, train=False, seed=params.seed) if data.val else None,
+        train_config(params),
+        stft_cfg,
+        out_dir,
+        resume_from=params.resume_checkpoint or None,
+        data_info=data.info,
+    )
+    trainer.fit()
+
+
+def run_training(params: RunParams, data: ExperimentData, env: RunEnvironment, stft_cfg: StftConfig | None = None) -> dict:
+    """Train (resuming when asked) and return the trainer's summary from `history.json`."""
+    out_dir = params.resolved_output_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stft_cfg = stft_cfg or StftConfig()
+    if params.resume_checkpoint and not Path(params.resume_checkpoint).is_file():
+        raise UserError(f"resume_checkpoint={params.resume_checkpoint!r}: file not found")
+    start = time.time()
+    launch_processes(_train_worker, env.nproc, args=(params, data, out_dir, stft_cfg))
+    summary = json.loads((out_dir / "history.json").read_text())
+    print(f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, best epoch {summary.get('best_epoch')}")
+    return summary
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EnhancedSet:
+    items: list[EvalItem]
+    seconds: float  # wall-clock enhancement time of the whole set
+
+
+def enhance_test_set(ckpt: str | Path, pairs: list[AudioPair], params: RunParams, device: torch.device) -> EnhancedSet:
+    """Enhance each test file (whole, or a centred crop of `eval_seconds`) from its checkpoint."""
+    enhancer = load_enhancer(ckpt, device=device)
+    segment = params.eval_seconds if params.eval_seconds and params.eval_seconds > 0 else None
+    dataset = PairedDataset(pairs, segment_seconds=segment, train=False, seed=params.seed)
+    items, start = [], time.time()
+    for i in range(len(dataset)):
+        noisy, clean = (x.numpy() for x in dataset[i])
+        enhanced = enhancer.enhance(noisy, SAMPLE_RATE)
+        items.append(EvalItem(name=dataset.pairs[i].name, clean=clean, noisy=noisy, enhanced=enhanced))
+    return EnhancedSet(items=items, seconds=time.time() - start)
+
+
+def evaluate_enhanced(enhanced: EnhancedSet, out_dir: Path) -> EvalResult:
+    result = evaluate_pairs(enhanced.items)
+    csv_path, json_path = write_results(result, out_dir)
+    print(summary_table(result.summary))
+    print(f"per-file results: {csv_path}; summary: {json_path}")
+    return result
+
+
+# ---------------------------------------------------------------------------------- summary
+
+
+def git_commit(build_info: dict | None = None) -> str | None:
+    """The sources' commit: recorded by the builder in the notebook, else asked of git."""
+    if build_info and build_info.get("git_commit"):
+        return str(build_info["git_commit"])
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_run_summary(
+    params: RunParams,
+    *,
+    params_count: int,
+    train_summary: dict | None,
+    metrics: dict,
+    env: RunEnvironment,
+    data: ExperimentData,
+    build_info: dict | None = None,
+    timings: dict | None = None,
+) -> Path:
+    """`summary.json`: what the leaderboard reads (never a number typed by hand)."""
+    out_dir = params.resolved_output_dir()
+    train_summary = train_summary or {}
+    summary = {
+        "model": params.model,
+        "params": int(params_count),
+        "config": asdict(params),
+        "data": data.info,
+        "device": env.description.get("gpus", [{}])[0].get("name") if env.description.get("gpus") and env.device.type == "cuda" else str(env.device),
+        "nproc": env.nproc,
+        "epochs": train_summary.get("epochs_done"),
+        "best_epoch": train_summary.get("best_epoch"),
+        "stop_reason": train_summary.get("stop_reason"),
+        "train_seconds": train_summary.get("train_seconds"),
+        "timings": timings or {},
+        "git_commit": git_commit(build_info),
+        "build": build_info or {},
+        "kernel": os.environ.get("KAGGLE_KERNEL_RUN_TYPE") and os.environ.get("KAGGLE_URL_BASE"),
+        "metrics": metrics,
+    }
+    path = out_dir / "summary.json"
+    path.write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+    print(f"wrote {path}")
+    return path
+
+
+def parameter_count(name: str, **config: object) -> int:
+    return count_parameters(build_model(name, **config))
+
+
+def example_signals(enhanced: EnhancedSet, n: int = 3) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """A few (name, {noisy, enhanced, clean}) examples, spread over the test set."""
+    idx = np.linspace(0, len(enhanced.items) - 1, num=min(n, len(enhanced.items))).round().astype(int)
+    return [
+        (enhanced.items[i].name, {"noisy": enhanced.items[i].noisy, "enhanced": enhanced.items[i].enhanced, "clean": enhanced.items[i].clean})
+        for i in sorted(set(idx.tolist()))
+    ]
+
+
+# -------------------------------------------------------------- evaluating an earlier run
+
+
+def find_checkpoint(spec: str) -> Path:
+    """`spec` is a path, or "auto": the newest best.pt under /kaggle/input (an attached earlier run)."""
+    if spec and spec != "auto":
+        path = Path(spec)
+        if not path.is_file():
+            raise UserError(f"checkpoint={spec!r}: file not found; give the path of a best.pt or last.pt")
+        return path
+    base = Path("/kaggle/input")
+    found = sorted(base.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if base.is_dir() else []
+    if not found:
+        raise UserError(
+            "checkpoint='auto' found no best.pt under /kaggle/input; attach an earlier run's output "
+            "(kernel_sources) or set checkpoint to a path"
+        )
+    return found[-1]
+
+
+def checkpoint_overview(path: Path) -> dict:
+    """What a checkpoint says about its run: model, parameters, epochs, best validation loss."""
+    state = load_checkpoint(path)
+    model = build_model(state["model_name"], **state.get("model_config", {}))
+    history = state.get("history", [])
+    overview = {
+        "checkpoint": str(path),
+        "model": state["model_name"],
+        "params": count_parameters(model),
+        "epoch": state.get("epoch"),
+        "step": state.get("step"),
+        "best_epoch": state.get("best_epoch"),
+        "best_val_loss": state.get("best_val_loss"),
+        "train_seconds": state.get("train_seconds"),
+        "history": history,
+    }
+    for key in ("model", "params", "epoch", "best_epoch", "best_val_loss"):
+        print(f"{key}: {overview[key]}")
+    return overview
