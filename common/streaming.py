@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.audio import StftConfig
+from common.audio import StftConfig, resample
 from common.errors import UserError
 
 
@@ -113,3 +113,32 @@ class StreamingEnhancer:
             [self.process(padded[i : i + n_hop]) for i in range(0, len(padded), n_hop)]
         )
         return out[self.latency_samples : self.latency_samples + len(wav)]
+
+
+class StreamingFileEnhancer:
+    """`enhance(wav, sr)` through the frame-by-frame path, for `enhance --streaming`.
+
+    Same contract as `common.enhance.Enhancer`: (N,) or (N, channels) at any rate in, the same
+    shape and rate out; each channel is streamed from a fresh state.
+    """
+
+    device = "cpu (streaming)"
+
+    def __init__(self, model: nn.Module, stft: StftConfig) -> None:
+        self.streamer = StreamingEnhancer(model, stft)
+        self.stft = stft
+        self.model_name = getattr(model, "name", type(model).__name__)
+
+    def enhance(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim == 2:
+            return np.ascontiguousarray(np.stack([self.enhance(c, sr) for c in wav.T], axis=1))
+        if not np.all(np.isfinite(wav)):
+            raise UserError(
+                "enhance: input has NaN or infinite samples; fix or re-export the audio"
+            )
+        x = resample(wav, sr, self.stft.sample_rate)
+        with torch.no_grad():
+            y = self.streamer.process_signal(x)
+        y = resample(y, self.stft.sample_rate, sr)
+        return y[: len(wav)] if len(y) >= len(wav) else np.pad(y, (0, len(wav) - len(y)))

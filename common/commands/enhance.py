@@ -9,21 +9,47 @@ from __future__ import annotations
 
 import argparse
 
-from common.enhance import enhance_path, load_enhancer
+from common.enhance import enhance_path
+from common.errors import UserError
 
 
-def run_enhance(args: argparse.Namespace) -> int:
-    enhancer = load_enhancer(
+def _make_enhancer(args: argparse.Namespace):
+    if bool(args.ckpt) == bool(args.onnx):
+        raise UserError("enhance: give exactly one of --ckpt CKPT or --onnx MODEL.onnx")
+    if args.onnx:
+        # numpy + onnxruntime + the STFT only: no model code is imported on this path.
+        from common.export import OnnxEnhancer
+
+        return OnnxEnhancer(args.onnx)
+    if args.streaming:
+        from common.export import model_from_checkpoint
+        from common.streaming import StreamingFileEnhancer
+
+        model, stft_cfg = model_from_checkpoint(args.ckpt)
+        return StreamingFileEnhancer(model, stft_cfg)
+    from common.enhance import load_enhancer
+
+    return load_enhancer(
         args.ckpt,
         "cpu" if args.device == "cpu" else None,
         expect_model=args.model,
         chunk_seconds=args.chunk_seconds,
     )
+
+
+def run_enhance(args: argparse.Namespace) -> int:
+    enhancer = _make_enhancer(args)
+    if args.vad:
+        from common.vad import GateConfig, VadGatedEnhancer
+
+        enhancer = VadGatedEnhancer(
+            enhancer, GateConfig(floor_db=args.vad_floor_db, fade_ms=args.vad_fade_ms)
+        )
     written = enhance_path(enhancer, args.input, args.output, progress=not args.no_progress)
     where = written[0] if len(written) == 1 else args.output
-    print(
-        f"enhanced {len(written)} file(s) with {enhancer.model_name} on {enhancer.device}: {where}"
-    )
+    name = getattr(enhancer, "model_name", "model")
+    device = getattr(enhancer, "device", "cpu")
+    print(f"enhanced {len(written)} file(s) with {name} on {device}: {where}")
     return 0
 
 
@@ -34,7 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--ckpt", required=True, help="best.pt / last.pt written by `train`")
+    p.add_argument("--ckpt", help="best.pt / last.pt written by `train`")
+    p.add_argument("--onnx", help="a model exported by `python -m common export` (fp32 or int8)")
+    p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="run the causal model frame by frame (one hop in, one hop out), as a stream would",
+    )
+    p.add_argument("--vad", action="store_true", help="attenuate non-speech regions (Silero VAD)")
+    p.add_argument("--vad-floor-db", type=float, default=-20.0, help="gain in non-speech regions")
+    p.add_argument("--vad-fade-ms", type=float, default=60.0, help="fade length at region edges")
     p.add_argument("input", metavar="IN", help="a WAV/FLAC file or a folder of them")
     p.add_argument("output", metavar="OUT", help="output file (for a file IN) or folder")
     p.add_argument("--model", default=None, help="refuse checkpoints of any other model")

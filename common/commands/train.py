@@ -104,8 +104,10 @@ def _mix_sets(args: argparse.Namespace) -> tuple[object, object, dict]:
     from common.mixing import MixConfig, MixingDataset, real_corpus_splits
 
     root = Path(args.data_root)
-    splits = real_corpus_splits(root, seed=args.seed)
-    mix = MixConfig(segment_seconds=args.segment_seconds, seed=args.seed)
+    splits = real_corpus_splits(
+        root, seed=args.seed, exclude_noncommercial=args.exclude_noncommercial
+    )
+    mix = MixConfig(snr_db=tuple(args.snr), segment_seconds=args.segment_seconds, seed=args.seed)
     train_set = MixingDataset(
         splits["train"].speech, splits["train"].noise, mix, True, args.mix_items
     )
@@ -122,6 +124,8 @@ def _mix_sets(args: argparse.Namespace) -> tuple[object, object, dict]:
         "train_speech_files": len(splits["train"].speech),
         "train_noise_files": len(splits["train"].noise),
         "items_per_epoch": len(train_set),
+        "snr_db": list(args.snr),
+        "exclude_noncommercial": bool(args.exclude_noncommercial),
         "val_items": len(val_set),
     }
     return train_set, val_set, info
@@ -265,6 +269,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stft-hop", type=int, default=256, help="STFT hop (n_fft 512)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="paired data held out")
     p.add_argument("--mix-items", type=int, default=2000, help="--data mix: mixtures per epoch")
+    p.add_argument(
+        "--snr",
+        type=float,
+        nargs=2,
+        default=(5.0, 20.0),
+        metavar=("LOW", "HIGH"),
+        help="--data mix: SNR range in dB (default 5 20)",
+    )
+    p.add_argument(
+        "--exclude-noncommercial",
+        action="store_true",
+        help="--data mix: leave out files whose licence forbids a shipped model (MANIFEST.csv)",
+    )
     p.add_argument("--model-config", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model setting (repeatable), e.g. width=32")  # fmt: skip
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (GPUs)")
