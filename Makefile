@@ -43,6 +43,8 @@ smoke: setup
 
 bench: setup
 	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench_eval
+	$(PY) -m scripts.bench_export --ckpt checkpoints/lite-dev.pt
 
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset
@@ -50,6 +52,8 @@ testset: setup
 report: setup
 	$(PY) -m builders.kaggle report
 
+resume-%: setup
+	$(PY) -m builders.kaggle push $* --resume
 push-%: setup
 	$(PY) -m builders.kaggle push $*
 status-%: setup
@@ -60,7 +64,7 @@ pull-%: setup
 	$(PY) -m builders.kaggle pull $*
 
 demo: setup
-	$(PY) -m common.demo
+	$(PY) -m common.demo --ckpt checkpoints/lite-dev.pt
 
 demo-test: setup
 	$(PY) -m tests.e2e.install_browser

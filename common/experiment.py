@@ -16,8 +16,15 @@ import torch
 
 from common.audio import SAMPLE_RATE, StftConfig
 from common.checkpoint import json_safe, load_checkpoint
-from common.data import AudioPair, PairedDataset, check_alignment, find_pair_dirs, discover_pairs
-from common.data import prepare_kaggle_data, split_pairs
+from common.data import (
+    AudioPair,
+    PairedDataset,
+    check_alignment,
+    discover_pairs,
+    find_pair_dirs,
+    prepare_kaggle_data,
+    split_pairs,
+)
 from common.distributed import launch_processes
 from common.enhance import load_enhancer
 from common.env import describe_environment, format_environment, select_device
@@ -102,7 +109,11 @@ def setup_environment(params: RunParams) -> RunEnvironment:
     print(format_environment(env, device))
     mode = f"data-parallel on {nproc} processes (DDP)" if nproc > 1 else "single process"
     print(f"training mode: {mode}")
-    return RunEnvironment(device=device, nproc=nproc, description={**env.to_dict(), "device": str(device), "nproc": nproc})
+    return RunEnvironment(
+        device=device,
+        nproc=nproc,
+        description={**env.to_dict(), "device": str(device), "nproc": nproc},
+    )
 
 
 # ------------------------------------------------------------------------------------- data
@@ -143,29 +154,47 @@ def load_experiment_data(params: RunParams, need_train: bool = True) -> Experime
     else:
         root = Path(source)
         if not root.is_dir():
-            raise UserError(f"data_source={source!r}: folder not found; use 'kaggle', 'synthetic' or a folder")
+            raise UserError(
+                f"data_source={source!r}: folder not found; use 'kaggle', 'synthetic' or a folder"
+            )
     if (root / "noisy").is_dir() and (root / "clean").is_dir():  # a folder of test pairs only
         if need_train:
-            raise UserError(f"{root}: holds only noisy/ + clean/ test pairs; training needs the Kaggle archives")
+            raise UserError(
+                f"{root}: holds only noisy/ + clean/ test pairs; training needs the Kaggle archives"
+            )
         train_all, test = [], discover_pairs(*find_pair_dirs(root))
     else:
         kaggle = prepare_kaggle_data(root, work / "extracted", need_train=need_train)
         train_all, test = kaggle.train, kaggle.test
     train_all = _limit(train_all, params.max_train_pairs)
     test = _limit(sorted(test, key=lambda p: p.name), params.max_test_pairs)
-    train, val = split_pairs(train_all, val_fraction=0.05, seed=params.seed) if train_all else ([], [])
-    info = {"source": source, "root": str(root), "train_pairs": len(train), "val_pairs": len(val), "test_pairs": len(test)}
-    print(f"data: {source} ({root}): {len(train)} train / {len(val)} validation / {len(test)} test pairs")
+    train, val = (
+        split_pairs(train_all, val_fraction=0.05, seed=params.seed) if train_all else ([], [])
+    )
+    info = {
+        "source": source,
+        "root": str(root),
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+        "test_pairs": len(test),
+    }
+    print(
+        f"data: {source} ({root}): {len(train)} train / {len(val)} validation / {len(test)} test pairs"
+    )
     return ExperimentData(train=train, val=val, test=test, info=info)
 
 
 def alignment_report(data: ExperimentData, params: RunParams) -> float:
     """The guard against the team's crop bug: mean noisy/clean correlation of aligned crops."""
     pairs = data.train or data.test
-    dataset = PairedDataset(pairs, segment_seconds=params.segment_seconds, train=bool(data.train), seed=params.seed)
+    dataset = PairedDataset(
+        pairs, segment_seconds=params.segment_seconds, train=bool(data.train), seed=params.seed
+    )
     corr = check_alignment(dataset)
     data.info["alignment_corr"] = round(corr, 4)
-    print(f"alignment check: mean noisy/clean correlation {corr:.3f} over {min(32, len(pairs))} pairs (passed)")
+    print(
+        f"alignment check: mean noisy/clean correlation {corr:.3f} over {min(32, len(pairs))} pairs (passed)"
+    )
     return corr
 
 
@@ -195,14 +224,18 @@ def train_config(params: RunParams) -> TrainConfig:
     )
 
 
-def _train_worker(params: RunParams, data: ExperimentData, out_dir: Path, stft_cfg: StftConfig) -> None:
+def _train_worker(
+    params: RunParams, data: ExperimentData, out_dir: Path, stft_cfg: StftConfig
+) -> None:
     torch.manual_seed(params.seed)
     model = build_model(params.model, **params.model_config)
     trainer = Trainer(
         model,
         EnhancementLoss(loss_config(params.loss), stft_cfg),
         PairedDataset(data.train, params.segment_seconds, train=True, seed=params.seed),
-        PairedDataset(data.val, params.segment_seconds, train=False, seed=params.seed) if data.val else None,
+        PairedDataset(data.val, params.segment_seconds, train=False, seed=params.seed)
+        if data.val
+        else None,
         train_config(params),
         stft_cfg,
         out_dir,
@@ -212,17 +245,40 @@ def _train_worker(params: RunParams, data: ExperimentData, out_dir: Path, stft_c
     trainer.fit()
 
 
-def run_training(params: RunParams, data: ExperimentData, env: RunEnvironment, stft_cfg: StftConfig | None = None) -> dict:
+def locate_resume_checkpoint(spec: str) -> Path:
+    """The checkpoint to resume from; on Kaggle, where the mount layout has changed over time
+    (`/kaggle/input/<slug>/` vs `/kaggle/input/datasets/<owner>/<slug>/`), the same file name
+    under a folder of the same slug is accepted too."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    base = Path("/kaggle/input")
+    if base.is_dir() and str(path).startswith(str(base)) and len(path.parts) > 3:
+        slug = path.parts[3]
+        found = sorted(p for p in base.rglob(path.name) if slug in p.parts)
+        if found:
+            print(f"resume_checkpoint: {spec} not found; using {found[0]}")
+            return found[0]
+    raise UserError(
+        f"resume_checkpoint={spec!r}: file not found; attach the earlier run's output or fix the path"
+    )
+
+
+def run_training(
+    params: RunParams, data: ExperimentData, env: RunEnvironment, stft_cfg: StftConfig | None = None
+) -> dict:
     """Train (resuming when asked) and return the trainer's summary from `history.json`."""
     out_dir = params.resolved_output_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     stft_cfg = stft_cfg or StftConfig()
-    if params.resume_checkpoint and not Path(params.resume_checkpoint).is_file():
-        raise UserError(f"resume_checkpoint={params.resume_checkpoint!r}: file not found")
+    if params.resume_checkpoint:
+        params.resume_checkpoint = str(locate_resume_checkpoint(params.resume_checkpoint))
     start = time.time()
     launch_processes(_train_worker, env.nproc, args=(params, data, out_dir, stft_cfg))
     summary = json.loads((out_dir / "history.json").read_text())
-    print(f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, best epoch {summary.get('best_epoch')}")
+    print(
+        f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, best epoch {summary.get('best_epoch')}"
+    )
     return summary
 
 
@@ -235,7 +291,9 @@ class EnhancedSet:
     seconds: float  # wall-clock enhancement time of the whole set
 
 
-def enhance_test_set(ckpt: str | Path, pairs: list[AudioPair], params: RunParams, device: torch.device) -> EnhancedSet:
+def enhance_test_set(
+    ckpt: str | Path, pairs: list[AudioPair], params: RunParams, device: torch.device
+) -> EnhancedSet:
     """Enhance each test file (whole, or a centred crop of `eval_seconds`) from its checkpoint."""
     enhancer = load_enhancer(ckpt, device=device)
     segment = params.eval_seconds if params.eval_seconds and params.eval_seconds > 0 else None
@@ -244,7 +302,9 @@ def enhance_test_set(ckpt: str | Path, pairs: list[AudioPair], params: RunParams
     for i in range(len(dataset)):
         noisy, clean = (x.numpy() for x in dataset[i])
         enhanced = enhancer.enhance(noisy, SAMPLE_RATE)
-        items.append(EvalItem(name=dataset.pairs[i].name, clean=clean, noisy=noisy, enhanced=enhanced))
+        items.append(
+            EvalItem(name=dataset.pairs[i].name, clean=clean, noisy=noisy, enhanced=enhanced)
+        )
     return EnhancedSet(items=items, seconds=time.time() - start)
 
 
@@ -264,7 +324,9 @@ def git_commit(build_info: dict | None = None) -> str | None:
     if build_info and build_info.get("git_commit"):
         return str(build_info["git_commit"])
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -289,7 +351,9 @@ def write_run_summary(
         "params": int(params_count),
         "config": asdict(params),
         "data": data.info,
-        "device": env.description.get("gpus", [{}])[0].get("name") if env.description.get("gpus") and env.device.type == "cuda" else str(env.device),
+        "device": env.description.get("gpus", [{}])[0].get("name")
+        if env.description.get("gpus") and env.device.type == "cuda"
+        else str(env.device),
         "nproc": env.nproc,
         "epochs": train_summary.get("epochs_done"),
         "best_epoch": train_summary.get("best_epoch"),
@@ -313,9 +377,18 @@ def parameter_count(name: str, **config: object) -> int:
 
 def example_signals(enhanced: EnhancedSet, n: int = 3) -> list[tuple[str, dict[str, np.ndarray]]]:
     """A few (name, {noisy, enhanced, clean}) examples, spread over the test set."""
-    idx = np.linspace(0, len(enhanced.items) - 1, num=min(n, len(enhanced.items))).round().astype(int)
+    idx = (
+        np.linspace(0, len(enhanced.items) - 1, num=min(n, len(enhanced.items))).round().astype(int)
+    )
     return [
-        (enhanced.items[i].name, {"noisy": enhanced.items[i].noisy, "enhanced": enhanced.items[i].enhanced, "clean": enhanced.items[i].clean})
+        (
+            enhanced.items[i].name,
+            {
+                "noisy": enhanced.items[i].noisy,
+                "enhanced": enhanced.items[i].enhanced,
+                "clean": enhanced.items[i].clean,
+            },
+        )
         for i in sorted(set(idx.tolist()))
     ]
 
@@ -328,7 +401,9 @@ def find_checkpoint(spec: str) -> Path:
     if spec and spec != "auto":
         path = Path(spec)
         if not path.is_file():
-            raise UserError(f"checkpoint={spec!r}: file not found; give the path of a best.pt or last.pt")
+            raise UserError(
+                f"checkpoint={spec!r}: file not found; give the path of a best.pt or last.pt"
+            )
         return path
     base = Path("/kaggle/input")
     found = sorted(base.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if base.is_dir() else []

@@ -36,7 +36,13 @@ import importlib.util
 import subprocess
 import sys
 
-needed = {"pesq": "pesq", "pystoi": "pystoi", "py7zr": "py7zr", "soxr": "soxr", "soundfile": "soundfile"}
+needed = {
+    "pesq": "pesq",
+    "pystoi": "pystoi",
+    "py7zr": "py7zr",
+    "soxr": "soxr",
+    "soundfile": "soundfile",
+}
 missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
 if missing:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
@@ -124,7 +130,11 @@ from common.experiment import example_signals
 from common.plots import plot_spectrograms
 
 for example_name, signals in example_signals(enhanced):
-    plot_spectrograms(signals, title=example_name, path=out_dir / f"spectrogram_{example_name.replace('/', '_')}.png")
+    plot_spectrograms(
+        signals,
+        title=example_name,
+        path=out_dir / f"spectrogram_{example_name.replace('/', '_')}.png",
+    )
     plt.show()
     for label, wav in signals.items():
         print(label)
@@ -146,7 +156,9 @@ model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
 clip = torch.as_tensor(enhanced.items[0].noisy[: 16000 * 3]).unsqueeze(0)
 maps = capture_attention(model.cpu(), stft(clip, StftConfig()))
 for layer_name, weights in list(maps.items())[:4]:
-    plot_attention_maps([weights[:1]], title=layer_name, path=out_dir / f"attention_{layer_name}.png")
+    plot_attention_maps(
+        [weights[:1]], title=layer_name, path=out_dir / f"attention_{layer_name}.png"
+    )
     plt.show()
 
 # %% [markdown]

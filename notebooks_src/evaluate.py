@@ -30,7 +30,13 @@ import importlib.util
 import subprocess
 import sys
 
-needed = {"pesq": "pesq", "pystoi": "pystoi", "py7zr": "py7zr", "soxr": "soxr", "soundfile": "soundfile"}
+needed = {
+    "pesq": "pesq",
+    "pystoi": "pystoi",
+    "py7zr": "py7zr",
+    "soxr": "soxr",
+    "soundfile": "soundfile",
+}
 missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
 if missing:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
@@ -91,7 +97,11 @@ from common.experiment import example_signals
 from common.plots import plot_spectrograms
 
 for example_name, signals in example_signals(enhanced):
-    plot_spectrograms(signals, title=example_name, path=out_dir / f"spectrogram_{example_name.replace('/', '_')}.png")
+    plot_spectrograms(
+        signals,
+        title=example_name,
+        path=out_dir / f"spectrogram_{example_name.replace('/', '_')}.png",
+    )
     plt.show()
     for label, wav in signals.items():
         print(label)

@@ -8,9 +8,9 @@ import soundfile as sf
 import torch
 
 from common.audio import StftConfig
+from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 from common.cli import main
 from common.models import build_model
-from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
 
 def _checkpoint(tmp_path):
