@@ -100,7 +100,7 @@ def test_history_json_and_periodic_checkpoints(tmp_path):
 def test_time_budget_saves_and_stops(tmp_path):
     t = _trainer(tmp_path, epochs=1000, max_minutes=0.02)
     summary = t.fit()
-    assert summary["step"] >= 100, f"stopped early: {summary['stop_reason']}"
+    assert summary["stop_reason"] == "max_minutes"
     assert summary["epochs_done"] < 1000
     assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
     state = load_checkpoint(tmp_path / "last.pt")
@@ -229,7 +229,7 @@ def test_lite_learns_on_real_mixtures_in_a_minute(tmp_path, shared_data):
             # A fixed number of steps (about a minute on an idle 2-core machine), so a busy
             # machine makes the test slower, not weaker; the time cap is only a safety net.
             max_steps=120,
-            max_minutes=6.0,
+            max_minutes=10.0,
             patience=0,
             checkpoint_every=0,
             num_workers=1,
