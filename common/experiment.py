@@ -32,6 +32,7 @@ from common.errors import UserError
 from common.losses import EnhancementLoss, LossConfig
 from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.models import build_model, count_parameters
+from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
 from common.synthetic import make_synthetic_corpus
 from common.train import TrainConfig, Trainer
 
@@ -309,10 +310,13 @@ def enhance_test_set(
 
 
 def evaluate_enhanced(enhanced: EnhancedSet, out_dir: Path) -> EvalResult:
+    """Score the set, write the per-file CSV + summary JSON, print the table and plot it."""
     result = evaluate_pairs(enhanced.items)
     csv_path, json_path = write_results(result, out_dir)
     print(summary_table(result.summary))
     print(f"per-file results: {csv_path}; summary: {json_path}")
+    plot_metric_table(result.summary, out_dir / "metrics.png")
+    plot_metric_distributions(result.rows, out_dir / "metric_distributions.png")
     return result
 
 
@@ -371,8 +375,19 @@ def write_run_summary(
     return path
 
 
-def parameter_count(name: str, **config: object) -> int:
-    return count_parameters(build_model(name, **config))
+def show_examples(enhanced: EnhancedSet, out_dir: Path, n: int = 3) -> None:
+    """Spectrograms (saved and shown) and audio players for a few examples."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Audio, display
+
+    for name, signals in example_signals(enhanced, n):
+        plot_spectrograms(
+            signals, title=name, path=out_dir / f"spectrogram_{name.replace('/', '_')}.png"
+        )
+        plt.show()
+        for label, wav in signals.items():
+            print(label)
+            display(Audio(wav, rate=SAMPLE_RATE))
 
 
 def example_signals(enhanced: EnhancedSet, n: int = 3) -> list[tuple[str, dict[str, np.ndarray]]]:

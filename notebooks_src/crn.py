@@ -56,7 +56,6 @@ print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Audio, display
 
 from common.experiment import RunParams, setup_environment
 
@@ -81,11 +80,10 @@ alignment = alignment_report(data, params)
 # ## Model
 
 # %%
-from common.experiment import parameter_count
-from common.models import build_model
+from common.models import build_model, count_parameters
 
 model = build_model(params.model, **params.model_config)
-n_params = parameter_count(params.model, **params.model_config)
+n_params = count_parameters(model)
 print(model)
 print(f"{params.model}: {n_params:,} parameters")
 
@@ -113,12 +111,9 @@ plt.show()
 
 # %%
 from common.experiment import enhance_test_set, evaluate_enhanced
-from common.plots import plot_metric_distributions, plot_metric_table
 
 enhanced = enhance_test_set(out_dir / "best.pt", data.test, params, env.device)
 result = evaluate_enhanced(enhanced, out_dir)
-plot_metric_table(result.summary, out_dir / "metrics.png")
-plot_metric_distributions(result.rows, out_dir / "metric_distributions.png")
 plt.show()
 
 # %% [markdown]
@@ -126,19 +121,9 @@ plt.show()
 # Spectrograms of noisy, enhanced and clean on one colour scale, with audio players.
 
 # %%
-from common.experiment import example_signals
-from common.plots import plot_spectrograms
+from common.experiment import show_examples
 
-for example_name, signals in example_signals(enhanced):
-    plot_spectrograms(
-        signals,
-        title=example_name,
-        path=out_dir / f"spectrogram_{example_name.replace('/', '_')}.png",
-    )
-    plt.show()
-    for label, wav in signals.items():
-        print(label)
-        display(Audio(wav, rate=16000))
+show_examples(enhanced, out_dir)
 
 # %% [markdown]
 # ## Summary

@@ -48,7 +48,6 @@ print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Audio, display
 
 from common.experiment import RunParams, checkpoint_overview, find_checkpoint, setup_environment
 
@@ -81,31 +80,18 @@ alignment = alignment_report(data, params)
 
 # %%
 from common.experiment import enhance_test_set, evaluate_enhanced
-from common.plots import plot_metric_distributions, plot_metric_table
 
 enhanced = enhance_test_set(ckpt_path, data.test, params, env.device)
 result = evaluate_enhanced(enhanced, out_dir)
-plot_metric_table(result.summary, out_dir / "metrics.png")
-plot_metric_distributions(result.rows, out_dir / "metric_distributions.png")
 plt.show()
 
 # %% [markdown]
 # ## Examples: listen and look
 
 # %%
-from common.experiment import example_signals
-from common.plots import plot_spectrograms
+from common.experiment import show_examples
 
-for example_name, signals in example_signals(enhanced):
-    plot_spectrograms(
-        signals,
-        title=example_name,
-        path=out_dir / f"spectrogram_{example_name.replace('/', '_')}.png",
-    )
-    plt.show()
-    for label, wav in signals.items():
-        print(label)
-        display(Audio(wav, rate=16000))
+show_examples(enhanced, out_dir)
 
 # %% [markdown]
 # ## Summary
