@@ -7,6 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.setup-stamp
 NOTEBOOKS := crn transformer dpt lite evaluate vad
 SHARED_DATA ?= ../shared/data
+BUDGET ?= 3
 
 .PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
         $(addprefix push-,$(NOTEBOOKS)) $(addprefix status-,$(NOTEBOOKS)) \
@@ -41,10 +42,10 @@ build: setup
 smoke: setup
 	$(PY) -m builders.smoke
 
+# Size, speed and quality of every model in one run (~30 min); BUDGET: training minutes per model.
 bench: setup
-	$(PY) -m scripts.bench
-	$(PY) -m scripts.bench_eval
-	$(PY) -m scripts.bench_export --ckpt checkpoints/lite-dev.pt
+	$(PY) -m scripts.bench --budget-minutes $(BUDGET) --data $(SHARED_DATA)
+	$(PY) -m scripts.bench_export --ckpt checkpoints/lite-dev.pt --data $(SHARED_DATA)
 
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset

@@ -66,6 +66,9 @@ SCHEDULERS = ("plateau", "cosine")
 # Consecutive steps with non-finite gradients before training is declared diverged. The count
 # is identical on every rank because it is read after DDP has averaged the gradients.
 MAX_NONFINITE_STEPS = 50
+# Steps of a session timed before a time budget may shorten the cosine schedule (the first
+# steps include the data loader's start-up and would underestimate the rate).
+BUDGET_RATE_MIN_STEPS = 20
 
 
 @dataclass
@@ -77,7 +80,10 @@ class TrainConfig:
     lr: float = 1e-3  # for the effective batch; not rescaled with the number of processes
     weight_decay: float = 1e-5
     warmup_epochs: float = 1.0  # linear warmup, per step, from lr/steps to lr
-    scheduler: str = "plateau"  # "plateau" (on val loss) or "cosine" (per step, after warmup)
+    # "plateau" (on val loss) or "cosine" (per step, after warmup). With `max_minutes` the cosine
+    # is fitted to the budget from the measured step rate, so a time-limited run still ends at
+    # `min_lr` instead of stopping near the peak lr of a schedule sized for `epochs`.
+    scheduler: str = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     min_lr: float = 1e-6
@@ -204,6 +210,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self.train_seconds = 0.0  # summed over sessions
         self._reserve_s = 0.0  # time needed after the last step: validation + saving
+        self._deadline: float | None = None
+        self._session_start = (0.0, 0)  # (monotonic time, step) when this session began
 
         if resume_from is not None:
             self._resume(Path(resume_from))
@@ -314,9 +322,7 @@ class Trainer:
         if self.step < self.warmup_steps:
             lr = cfg.lr * (self.step + 1) / self.warmup_steps
         elif cfg.scheduler == "cosine":
-            total = cfg.epochs * self.steps_per_epoch
-            if cfg.max_steps:
-                total = min(total, cfg.max_steps)
+            total = self._cosine_total_steps()
             progress = min(1.0, (self.step - self.warmup_steps) / max(1, total - self.warmup_steps))
             lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
         elif self.step == self.warmup_steps:
@@ -325,6 +331,26 @@ class Trainer:
             return
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    def _cosine_total_steps(self) -> int:
+        """Steps the cosine spans: the epochs, `max_steps`, or what fits in the time budget."""
+        cfg = self.cfg
+        total = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        start_time, start_step = self._session_start
+        done = self.step - start_step
+        if self._deadline is not None and done >= BUDGET_RATE_MIN_STEPS:
+            # Re-estimated every step from this session's rate, so the schedule follows a
+            # machine that speeds up or slows down and reaches min_lr at the deadline.
+            now = time.monotonic()
+            rate = done / max(now - start_time, 1e-6)
+            remaining = max(0.0, self._deadline - self._reserve_s - now)
+            fitted = self.step + rate * remaining + 1
+            # Every rank must step with the same lr: use the ranks' mean estimate.
+            (fitted_sum,) = all_reduce_sum([fitted], self._collective_device())
+            total = min(total, int(fitted_sum / self.dist.world_size))
+        return total
 
     def _train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> None:
         noisy = noisy.to(self.device, non_blocking=True)
@@ -412,6 +438,8 @@ class Trainer:
         cfg = self.cfg
         start = time.monotonic()
         deadline = start + 60 * cfg.max_minutes if cfg.max_minutes else None
+        self._deadline = deadline
+        self._session_start = (start, self.step)
         self.stop_reason = None
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -572,7 +600,7 @@ class Trainer:
         if state["stft"] != plain(self.stft.to_dict()):
             raise UserError(
                 f"{path}: checkpoint uses STFT {state['stft']}, not {self.stft.to_dict()}; "
-                "resume with the same --stft-hop"
+                "resume with the same --n-fft and --stft-hop"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

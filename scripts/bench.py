@@ -1,15 +1,23 @@
-"""`make bench`: speed and size of every model, and the quality of the shipped `lite`, in one run.
+"""`make bench`: size, speed and quality of every model, measured in one run on this machine.
+
+1. Speed (one thread): parameters, MACs per second of audio, offline RTF on 10 s, training
+   throughput (3 s clips, batch 8), and for `lite` the streaming per-hop compute at the default
+   and the low-latency STFT.
+2. Evaluation throughput: `evaluate_pairs` on 105 pairs of 3 s (scripts.bench_eval).
+3. Quality (scripts.bench_quality): crn, transformer, dpt, lite and low-latency lite trained for
+   the same CPU budget, plus noisy, `noisereduce` and the shipped checkpoint, on held-out sets.
 
 Writes build/bench/results.json and prints Markdown tables. Times are from this machine at this
 moment (shared, noisy): compare the ratios within one run, not absolute numbers across runs.
 
-    python -m scripts.bench [--ckpt checkpoints/lite-dev.pt] [--data ../shared/data] [--quick]
+    python -m scripts.bench [--budget-minutes 3] [--ckpt checkpoints/lite-dev.pt] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -18,12 +26,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common.audio import StftConfig, istft, stft
-from common.data import discover_pairs, find_pair_dirs
 from common.losses import EnhancementLoss, LossConfig
-from common.metrics import EvalItem, evaluate_pairs, summary_table
-from common.mixing import make_testset
 from common.models import build_model, count_parameters, model_names
+from common.models.lite import LOW_LATENCY_STFT, LiteConfig
 from common.streaming import StreamingEnhancer
+from scripts import bench_quality
+from scripts.bench_eval import time_evaluation
 
 SR = 16000
 
@@ -90,29 +98,6 @@ def streaming_hop_ms(
     return float(np.median(times)), float(np.percentile(times, 99))
 
 
-def quality(ckpt: Path, pairs_dirs: list[Path]) -> dict:
-    """Noisy vs noisereduce vs `lite` on held-out pairs (speech and noise never seen in training)."""
-    import noisereduce
-
-    from common.audio import load_audio
-    from common.enhance import load_enhancer
-
-    enhancer = load_enhancer(ckpt, "cpu")
-    out = {}
-    for folder in pairs_dirs:
-        pairs = discover_pairs(*find_pair_dirs(folder))
-        loaded = [(p.name, load_audio(p.clean), load_audio(p.noisy)) for p in pairs]
-        for label, fn in (
-            ("noisereduce", lambda x: noisereduce.reduce_noise(y=x, sr=SR).astype(np.float32)),
-            ("lite", lambda x: enhancer.enhance(x, SR)),
-        ):
-            items = [EvalItem(name, clean=c, noisy=n, enhanced=fn(n)) for name, c, n in loaded]
-            result = evaluate_pairs(items, progress=False)
-            out[f"{folder.name}/{label}"] = result.summary
-            print(f"\n{folder.name}: {label}\n{summary_table(result.summary)}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt", type=Path, default=Path("checkpoints/lite-dev.pt"))
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
-    ap.add_argument("--train-steps", type=int, default=2)
+    ap.add_argument("--train-steps", type=int, default=2, help="timed steps per model")
+    ap.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=3.0,
+        help="CPU training budget per model for the quality table (5 runs)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # the targets are single-thread numbers
     torch.manual_seed(0)
@@ -137,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if name == "lite":
             row["hop_ms_p50"], row["hop_ms_p99"] = streaming_hop_ms(model, cfg)
-            low = StftConfig(n_fft=128, hop_length=64)
-            low_model = build_model("lite", n_freq=low.n_freq, erb_low=17, erb_bands=16).eval()
+            low = LOW_LATENCY_STFT
+            low_model = build_model("lite", **vars(LiteConfig.low_latency())).eval()
             p50, p99 = streaming_hop_ms(low_model, low)
             row["low_latency"] = {
                 "stft": low.to_dict(),
@@ -157,16 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         "lite_vs_dpt_train_throughput": lite["train_clips_per_s"] / dpt["train_clips_per_s"],
         "lite_vs_dpt_rtf": dpt["rtf_1thread"] / lite["rtf_1thread"],
     }
-    results = {"speed": rows, "ratios": ratios}
-    if args.ckpt.is_file() and (args.data / "speech").is_dir():
-        testset = make_testset(
-            args.data, args.out / "testset", n_items=48, exclude_noncommercial=True
-        )
-        results["quality"] = quality(
-            args.ckpt, [testset, args.data / "pairs" / "dns2020_synthetic"]
-        )
+    results: dict = {"speed": rows, "ratios": ratios}
+    have_data = (args.data / "speech").is_dir()
+    if have_data:
+        results["evaluation_105_pairs"] = time_evaluation(args.data)
+        # Training runs in subprocesses; scoring enhances the test sets on every core.
+        torch.set_num_threads(os.cpu_count() or 1)
+        results["quality"] = bench_quality.run(args.data, args.out, args.budget_minutes, args.ckpt)
     else:
-        print(f"quality skipped: {args.ckpt} or {args.data}/speech missing")
+        print(f"evaluation and quality skipped: {args.data}/speech is missing (set --data)")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -189,6 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         f"low-latency STFT {low['stft']['n_fft']}/{low['stft']['hop_length']}: window {low['window_ms']:.1f} ms"
         f" + hop compute p99 {low['hop_ms_p99']:.2f} ms = {low['total_latency_ms']:.1f} ms"
     )
+    for r in results.get("evaluation_105_pairs", []):
+        print(
+            f"evaluate_pairs, {r['files']} pairs ({r['signals']}), {r['workers']} worker(s): "
+            f"{r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU"
+        )
+    if "quality" in results:
+        q = results["quality"]
+        print(f"\nquality after {q['budget_minutes']:g} min of CPU training per model:")
+        print(bench_quality.markdown(q["sets"], q["trained"]))
     print(f"\nwrote {args.out / 'results.json'}")
     return 0
 

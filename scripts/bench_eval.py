@@ -63,6 +63,33 @@ def make_bench_pairs(data: Path, out: Path, n_files: int, seconds: float) -> lis
     return items
 
 
+def time_evaluation(data: Path, n_files: int = 105, seconds: float = 3.0) -> list[dict]:
+    """Wall and CPU seconds of `evaluate_pairs`, serial and parallel, noisy-only and with outputs."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        items = make_bench_pairs(data, Path(tmp), n_files, seconds)
+        noisy_only = [EvalItem(i.name, i.clean, i.noisy) for i in items]
+        parallel = eval_worker_count(None, len(items))
+        for label, batch in (("noisy", noisy_only), ("noisy + enhanced", items)):
+            for workers in dict.fromkeys((1, parallel)):
+                start, cpu_start = time.perf_counter(), _cpu_seconds()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = evaluate_pairs(batch, workers=workers, progress=False)
+                took, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+                rows.append(
+                    {
+                        "signals": label,
+                        "files": len(batch),
+                        "workers": workers,
+                        "wall_s": took,
+                        "cpu_s": cpu,
+                        "failures": len(result.summary["failures"]),
+                    }
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -72,27 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "speech").is_dir():
         print(f"error: {args.data}: no speech/ folder; pass --data with the shared audio")
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        items = make_bench_pairs(args.data, Path(tmp), args.files, args.seconds)
-        noisy_only = [EvalItem(i.name, i.clean, i.noisy) for i in items]
-        parallel = eval_worker_count(None, len(items))
+    print(
+        f"{args.files} pairs of {args.seconds:g} s, {os.cpu_count()} CPUs visible, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    rows = time_evaluation(args.data, args.files, args.seconds)
+    # Wall time depends on what else runs on the machine; CPU seconds show the work itself.
+    print(f"{'signals':<18}{'workers':>8}{'wall s':>8}{'ms/file':>9}{'CPU s':>8}  failures")
+    for r in rows:
         print(
-            f"{len(items)} pairs of {args.seconds:g} s, {os.cpu_count()} CPUs visible, "
-            f"load average {os.getloadavg()[0]:.1f}"
+            f"{r['signals']:<18}{r['workers']:>8}{r['wall_s']:>8.2f}"
+            f"{1000 * r['wall_s'] / r['files']:>9.1f}{r['cpu_s']:>8.2f}  {r['failures']}"
         )
-        # Wall time depends on what else runs on the machine; CPU seconds show the work itself.
-        print(f"{'signals':<18}{'workers':>8}{'wall s':>8}{'ms/file':>9}{'CPU s':>8}  failures")
-        for label, batch in (("noisy", noisy_only), ("noisy + enhanced", items)):
-            for workers in dict.fromkeys((1, parallel)):
-                start, cpu_start = time.perf_counter(), _cpu_seconds()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = evaluate_pairs(batch, workers=workers, progress=False)
-                took, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
-                print(
-                    f"{label:<18}{workers:>8}{took:>8.2f}{1000 * took / len(batch):>9.1f}"
-                    f"{cpu:>8.2f}  {len(result.summary['failures'])}"
-                )
     return 0
 
 

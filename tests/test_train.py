@@ -145,6 +145,17 @@ def test_cosine_schedule_decays_to_min_lr(tmp_path):
     assert lrs[0] > lrs[1] > lrs[2] >= 1e-5
 
 
+def test_cosine_fits_a_time_budget(tmp_path):
+    # 1000 epochs would keep a step-sized cosine near its peak; under a 2 s budget the schedule
+    # is fitted to the measured step rate and decays to the floor by the deadline.
+    t = _trainer(
+        tmp_path, epochs=1000, scheduler="cosine", warmup_epochs=0, min_lr=1e-5, max_minutes=2 / 60
+    )
+    t.fit()
+    assert t.stop_reason == "max_minutes" and t.step > 40
+    assert t.optimizer.param_groups[0]["lr"] < 0.15 * 1e-3
+
+
 def test_resume_refuses_another_model(tmp_path):
     _trainer(tmp_path, epochs=1).fit()
     with pytest.raises(UserError, match="checkpoint is for model") as err:
@@ -189,6 +200,28 @@ def test_cli_trains_on_synthetic_data_and_resumes(tmp_path):
     assert load_checkpoint(out / "last.pt")["step"] == 4
     bad = subprocess.run(base + ["--model-config", "colour=7"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "colour" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.slow  # two CLI processes (~10 s)
+def test_cli_trains_the_low_latency_stft(tmp_path):
+    import subprocess
+    import sys
+
+    from common.enhance import load_enhancer
+    from common.models.lite import LOW_LATENCY_STFT
+
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "common", "train", "--model", "lite", "--data", "synthetic"]
+    base += ["--out", str(out), "--batch-size", "4", "--segment-seconds", "1", "--workers", "0"]
+    base += ["--n-fft", "128", "--stft-hop", "64", "--no-progress", "--max-steps", "1"]
+    low = ["--model-config", "erb_low=17", "--model-config", "erb_bands=16"]
+    run = subprocess.run(base + low, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    enhancer = load_enhancer(out / "last.pt")  # n_freq followed --n-fft; STFT stored with it
+    assert enhancer.stft == LOW_LATENCY_STFT and enhancer.model.cfg.n_freq == 65
+    bad = subprocess.run(base + ["--model-config", "n_freq=257"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--n-fft 128" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
 
 

@@ -4,6 +4,8 @@
     python -m common train --model crn --data /kaggle/input/libri-speech-noise-dataset --out OUT
     python -m common train --model lite --data synthetic --out OUT --epochs 2
     python -m common train ... --resume OUT/last.pt          # continue exactly where it stopped
+    python -m common train --model lite ... --n-fft 128 --stft-hop 64 \
+        --model-config erb_low=17 --model-config erb_bands=16   # 8 ms window (low latency)
 
 --data is a Kaggle dataset root (archives or extracted folders), `synthetic` (a small generated
 corpus in the Kaggle layout, written to the work dir) or `mix` (speech + noise from --data-root,
@@ -202,8 +204,14 @@ def run_train(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
-    stft_cfg = StftConfig(hop_length=args.stft_hop)
+    stft_cfg = StftConfig(n_fft=args.n_fft, hop_length=args.stft_hop or args.n_fft // 2)
     model_config = _parse_model_config(args.model_config)
+    n_freq = model_config.setdefault("n_freq", stft_cfg.n_freq)
+    if n_freq != stft_cfg.n_freq:
+        raise UserError(
+            f"--model-config n_freq={n_freq} does not match --n-fft {args.n_fft} "
+            f"({stft_cfg.n_freq} bins); drop n_freq, it follows --n-fft"
+        )
     build_model(args.model, **model_config)  # fail now, in one line, on a bad --model-config
     resume = Path(args.resume) if args.resume else None
     if resume is not None:
@@ -266,7 +274,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=5, help="epoch_NNN.pt every N epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
-    p.add_argument("--stft-hop", type=int, default=256, help="STFT hop (n_fft 512)")
+    p.add_argument("--n-fft", type=int, default=512, help="STFT window (512 = 32 ms)")
+    p.add_argument("--stft-hop", type=int, default=None, help="STFT hop (default n_fft / 2)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="paired data held out")
     p.add_argument("--mix-items", type=int, default=2000, help="--data mix: mixtures per epoch")
     p.add_argument(

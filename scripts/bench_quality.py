@@ -1,0 +1,197 @@
+"""Quality half of `make bench`: every model trained under the same CPU budget, then scored.
+
+Each model is trained by the documented command (`python -m common train --data mix ...`, one
+subprocess per model, the whole machine) for `--budget-minutes`, then every system enhances the
+same held-out sets and is scored on real waveforms:
+
+- `make_testset`: whole utterances of test-split speakers mixed with test-split noises at
+  0/5/10/15 dB (files no training run ever sees; non-commercial sources left out),
+- the real pairs in ../shared/data/pairs/dns2020_synthetic.
+
+Systems: the noisy input, `noisereduce` spectral gating, the shipped `checkpoints/lite-dev.pt`,
+and crn / transformer / dpt / lite / lite at the low-latency STFT, each after the same budget.
+
+    python -m scripts.bench_quality [--budget-minutes 3] [--out build/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.audio import load_audio
+from common.data import discover_pairs, find_pair_dirs
+from common.metrics import METRIC_NAMES, EvalItem, evaluate_pairs
+from common.mixing import make_testset
+from common.models.lite import LOW_LATENCY_STFT, LiteConfig
+
+SR = 16000
+PAIRS = Path("pairs") / "dns2020_synthetic"
+
+# The shipped checkpoint's recipe (README, docs/experiments.md) with a short warmup, so that a
+# slow model is not still warming up when a few-minute budget ends.
+RECIPE = [
+    "--data", "mix", "--epochs", "200", "--batch-size", "8", "--segment-seconds", "2",
+    "--mix-items", "800", "--snr", "0", "20", "--exclude-noncommercial", "--loss", "compressed",
+    "--scheduler", "cosine", "--warmup-epochs", "0.1", "--workers", "1", "--no-progress",
+]  # fmt: skip
+
+
+@dataclass
+class Contender:
+    """One model trained under the budget: its name in the table and its train options."""
+
+    label: str
+    model: str
+    lr: float  # the model's own default: 1e-3 for the team's models, 2e-3 for lite's recipe
+    options: list[str] = field(default_factory=list)
+
+
+CONTENDERS = [
+    Contender("crn", "crn", 1e-3),
+    Contender("transformer", "transformer", 1e-3),
+    Contender("dpt", "dpt", 1e-3),
+    Contender("lite", "lite", 2e-3),
+    Contender(
+        "lite (8 ms window)",
+        "lite",
+        2e-3,
+        [
+            "--n-fft",
+            str(LOW_LATENCY_STFT.n_fft),
+            "--stft-hop",
+            str(LOW_LATENCY_STFT.hop_length),
+            "--model-config",
+            f"erb_low={LiteConfig.low_latency().erb_low}",
+            "--model-config",
+            f"erb_bands={LiteConfig.low_latency().erb_bands}",
+        ],
+    ),  # fmt: skip
+]
+
+
+def train_under_budget(c: Contender, data: Path, out: Path, minutes: float) -> dict:
+    """Run the training command for `c`; the checkpoint and what the budget bought."""
+    run_dir = out / "runs" / c.label.replace(" ", "_").replace("(", "").replace(")", "")
+    cmd = [
+        sys.executable, "-m", "common", "train", "--model", c.model, "--data-root", str(data),
+        "--out", str(run_dir), "--max-minutes", str(minutes), "--lr", str(c.lr),
+        *RECIPE, *c.options,
+    ]  # fmt: skip
+    print(f"\n== training {c.label} for {minutes:g} min", flush=True)
+    start = time.monotonic()
+    subprocess.run(cmd, check=True)
+    history = json.loads((run_dir / "history.json").read_text())
+    return {
+        "ckpt": str(run_dir / "last.pt"),
+        "wall_seconds": time.monotonic() - start,
+        "train_seconds": history["train_seconds"],
+        "steps": history["step"],
+        "clips_seen": history["step"] * 8,
+    }
+
+
+def _load_set(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    pairs = discover_pairs(*find_pair_dirs(folder))
+    return [(p.name, load_audio(p.clean), load_audio(p.noisy)) for p in pairs]
+
+
+def _score(
+    loaded: list[tuple[str, np.ndarray, np.ndarray]], fn: Callable[[np.ndarray], np.ndarray]
+) -> dict:
+    items = [EvalItem(name, clean=c, noisy=n, enhanced=fn(n)) for name, c, n in loaded]
+    return evaluate_pairs(items, progress=False).summary
+
+
+def _means(summary: dict, group: str) -> dict[str, float | None]:
+    return {m: (summary[group][m] or {}).get("mean") for m in METRIC_NAMES}
+
+
+def score_systems(systems: dict[str, Callable], sets: dict[str, Path]) -> dict:
+    """{set: {system: {metric: mean}}}, with the noisy input as its own row."""
+    out: dict[str, dict] = {}
+    for set_name, folder in sets.items():
+        loaded = _load_set(folder)
+        rows: dict[str, dict] = {}
+        for label, fn in systems.items():
+            start = time.monotonic()
+            summary = _score(loaded, fn)
+            rows.setdefault("noisy", _means(summary, "noisy"))
+            rows[label] = _means(summary, "enhanced")
+            print(f"{set_name}: {label} scored in {time.monotonic() - start:.0f} s", flush=True)
+        out[set_name] = {"items": len(loaded), "systems": rows}
+    return out
+
+
+def markdown(quality: dict, trained: dict) -> str:
+    lines = []
+    for set_name, block in quality.items():
+        lines += [
+            f"\n{set_name} ({block['items']} items)\n",
+            "| system | PESQ-wb | STOI | ESTOI | SI-SDR (dB) | training |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for label, m in block["systems"].items():
+            t = trained.get(label)
+            note = f"{t['steps']} steps in {t['train_seconds'] / 60:.1f} min" if t else ""
+            cells = " | ".join("-" if m[k] is None else f"{m[k]:.3f}" for k in METRIC_NAMES)
+            lines.append(f"| {label} | {cells} | {note} |")
+    return "\n".join(lines)
+
+
+def run(data: Path, out: Path, minutes: float, shipped: Path | None) -> dict:
+    import noisereduce
+
+    from common.enhance import load_enhancer
+
+    sets = {
+        "held-out mixtures": make_testset(
+            data, out / "testset", n_items=48, exclude_noncommercial=True
+        ),
+        "dns2020 pairs": data / PAIRS,
+    }
+    trained = {c.label: train_under_budget(c, data, out, minutes) for c in CONTENDERS}
+    systems: dict[str, Callable] = {
+        "noisereduce": lambda x: noisereduce.reduce_noise(y=x, sr=SR).astype(np.float32)
+    }
+    if shipped is not None and shipped.is_file():
+        enhancer = load_enhancer(shipped, "cpu")
+        systems[f"lite, shipped ({shipped.name})"] = lambda x, e=enhancer: e.enhance(x, SR)
+    for label, t in trained.items():
+        enhancer = load_enhancer(t["ckpt"], "cpu")
+        systems[f"{label}, {minutes:g} min"] = lambda x, e=enhancer: e.enhance(x, SR)
+    quality = score_systems(systems, sets)
+    trained = {f"{label}, {minutes:g} min": t for label, t in trained.items()}
+    return {"budget_minutes": minutes, "trained": trained, "sets": quality}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("build/bench"))
+    ap.add_argument("--budget-minutes", type=float, default=3.0, help="training per model")
+    ap.add_argument("--ckpt", type=Path, default=Path("checkpoints/lite-dev.pt"))
+    args = ap.parse_args(argv)
+    if not (args.data / "speech").is_dir():
+        print(f"quality skipped: {args.data}/speech is missing (set --data)")
+        return 0
+    results = run(args.data, args.out, args.budget_minutes, args.ckpt)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(results, indent=2))
+    print(markdown(results["sets"], results["trained"]))
+    print(f"\nwrote {args.out / 'quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""`make bench` plumbing: every system is scored on the same files, and the table shows them all."""
+
+import pytest
+
+
+@pytest.mark.shared_data
+def test_quality_table_scores_every_system_on_the_same_files(shared_data):
+    from scripts.bench_quality import PAIRS, markdown, score_systems
+
+    quality = score_systems(
+        {"identity": lambda x: x, "half level": lambda x: 0.5 * x},
+        {"pairs": shared_data / PAIRS},
+    )
+    block = quality["pairs"]
+    rows = block["systems"]
+    assert block["items"] == 3 and list(rows) == ["noisy", "identity", "half level"]
+    # Passing the noisy input through unchanged must score exactly as the noisy input.
+    assert rows["identity"] == pytest.approx(rows["noisy"])
+    # SI-SDR ignores the level; a broken pairing or a swapped signal would not.
+    assert rows["half level"]["si_sdr"] == pytest.approx(rows["noisy"]["si_sdr"], abs=1e-3)
+    table = markdown(quality, {"identity": {"steps": 12, "train_seconds": 90.0}})
+    assert "| identity | " in table and "12 steps in 1.5 min" in table
