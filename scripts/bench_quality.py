@@ -12,6 +12,7 @@ Systems: the noisy input, `noisereduce` spectral gating, the shipped `checkpoint
 and crn / transformer / dpt / lite / lite at the low-latency STFT, each after the same budget.
 
     python -m scripts.bench_quality [--budget-minutes 3] [--out build/bench]
+    python -m scripts.bench_quality --score runs/a/last.pt runs/b/last.pt   # no training
 """
 
 from __future__ import annotations
@@ -147,27 +148,34 @@ def markdown(quality: dict, trained: dict) -> str:
     return "\n".join(lines)
 
 
-def run(data: Path, out: Path, minutes: float, shipped: Path | None) -> dict:
-    import noisereduce
-
-    from common.enhance import load_enhancer
-
-    sets = {
+def held_out_sets(data: Path, out: Path) -> dict[str, Path]:
+    return {
         "held-out mixtures": make_testset(
             data, out / "testset", n_items=48, exclude_noncommercial=True
         ),
         "dns2020 pairs": data / PAIRS,
     }
+
+
+def checkpoint_system(ckpt: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+    from common.enhance import load_enhancer
+
+    enhancer = load_enhancer(ckpt, "cpu")
+    return lambda x: enhancer.enhance(x, SR)
+
+
+def run(data: Path, out: Path, minutes: float, shipped: Path | None) -> dict:
+    import noisereduce
+
+    sets = held_out_sets(data, out)
     trained = {c.label: train_under_budget(c, data, out, minutes) for c in CONTENDERS}
     systems: dict[str, Callable] = {
         "noisereduce": lambda x: noisereduce.reduce_noise(y=x, sr=SR).astype(np.float32)
     }
     if shipped is not None and shipped.is_file():
-        enhancer = load_enhancer(shipped, "cpu")
-        systems[f"lite, shipped ({shipped.name})"] = lambda x, e=enhancer: e.enhance(x, SR)
+        systems[f"lite, shipped ({shipped.name})"] = checkpoint_system(shipped)
     for label, t in trained.items():
-        enhancer = load_enhancer(t["ckpt"], "cpu")
-        systems[f"{label}, {minutes:g} min"] = lambda x, e=enhancer: e.enhance(x, SR)
+        systems[f"{label}, {minutes:g} min"] = checkpoint_system(t["ckpt"])
     quality = score_systems(systems, sets)
     trained = {f"{label}, {minutes:g} min": t for label, t in trained.items()}
     return {"budget_minutes": minutes, "trained": trained, "sets": quality}
@@ -181,9 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
     ap.add_argument("--budget-minutes", type=float, default=3.0, help="training per model")
     ap.add_argument("--ckpt", type=Path, default=Path("checkpoints/lite-dev.pt"))
+    ap.add_argument(
+        "--score", type=Path, nargs="+", metavar="CKPT", help="only score these checkpoints"
+    )
     args = ap.parse_args(argv)
     if not (args.data / "speech").is_dir():
         print(f"quality skipped: {args.data}/speech is missing (set --data)")
+        return 0
+    if args.score:
+        systems = {str(ckpt): checkpoint_system(ckpt) for ckpt in args.score}
+        quality = score_systems(systems, held_out_sets(args.data, args.out))
+        print(markdown(quality, {}))
         return 0
     results = run(args.data, args.out, args.budget_minutes, args.ckpt)
     args.out.mkdir(parents=True, exist_ok=True)
