@@ -82,7 +82,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warmup, per step, from lr/steps to lr
     # "plateau" (on val loss) or "cosine" (per step, after warmup). With `max_minutes` the cosine
     # is fitted to the budget from the measured step rate, so a time-limited run still ends at
-    # `min_lr` instead of stopping near the peak lr of a schedule sized for `epochs`.
+    # `min_lr` instead of stopping near the peak lr of a schedule sized for `epochs`. The lr then
+    # depends on the machine's speed: such runs are not bit-reproducible (`max_steps` runs are).
     scheduler: str = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 5
