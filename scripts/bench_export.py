@@ -26,7 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 INT8_PESQ_BUDGET = 0.05
 
 
-def _pairs(folders: list[Path]) -> list:
+def pair_folders(data: Path) -> list[Path]:
+    """The folders of real pairs under `data`/pairs (each with noisy/ and clean/)."""
+    return sorted(p for p in (data / "pairs").glob("*") if p.is_dir())
+
+
+def pairs_of(folders: list[Path]) -> list:
+    """The pairs of all `folders`, each named FOLDER/FILE so that names stay unique."""
     pairs = []
     for folder in folders:
         noisy, clean = find_pair_dirs(folder)
@@ -47,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(
                 f"{args.ckpt}: checkpoint not found; train one (python -m common train) or pass --ckpt"
             )
-        folders = args.pairs or sorted(p for p in (args.data / "pairs").glob("*") if p.is_dir())
+        folders = args.pairs or pair_folders(args.data)
         if not folders:
             raise UserError(f"{args.data / 'pairs'}: no pair folders; pass --pairs or --data")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the bench prints a table, not loader chatter
-            pairs = _pairs(folders)
+            pairs = pairs_of(folders)
             results = benchmark_variants(args.ckpt, pairs, args.out.parent / "bench_export")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

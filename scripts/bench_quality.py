@@ -30,14 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import load_audio
-from common.data import discover_pairs, find_pair_dirs
-from common.errors import UserError
 from common.metrics import METRIC_NAMES, EvalItem, evaluate_pairs
 from common.mixing import make_testset
 from common.models.lite import LOW_LATENCY_STFT, LiteConfig
+from scripts.bench_export import pair_folders, pairs_of
 
 SR = 16000
-PAIRS = Path("pairs")
 
 # The shipped checkpoint's recipe (README, docs/experiments.md) with a short warmup, so that a
 # slow model is not still warming up when a few-minute budget ends.
@@ -98,22 +96,12 @@ def train_under_budget(c: Contender, data: Path, out: Path, minutes: float) -> d
         "wall_seconds": time.monotonic() - start,
         "train_seconds": history["train_seconds"],
         "steps": history["step"],
-        "clips_seen": history["step"] * 8,
+        "clips_seen": history["step"] * history["train_config"]["effective_batch_size"],
     }
 
 
-def _load_set(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The pairs of `folder`, or of each of its sub-folders (names prefixed with the sub-folder)."""
-    try:
-        groups = [("", find_pair_dirs(folder))]
-    except UserError:
-        subs = sorted(sub for sub in folder.iterdir() if sub.is_dir())
-        groups = [(f"{sub.name}/", find_pair_dirs(sub)) for sub in subs]
-    return [
-        (prefix + p.name, load_audio(p.clean), load_audio(p.noisy))
-        for prefix, dirs in groups
-        for p in discover_pairs(*dirs)
-    ]
+def _load_set(folders: list[Path]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    return [(p.name, load_audio(p.clean), load_audio(p.noisy)) for p in pairs_of(folders)]
 
 
 def _score(
@@ -127,11 +115,11 @@ def _means(summary: dict, group: str) -> dict[str, float | None]:
     return {m: (summary[group][m] or {}).get("mean") for m in METRIC_NAMES}
 
 
-def score_systems(systems: dict[str, Callable], sets: dict[str, Path]) -> dict:
+def score_systems(systems: dict[str, Callable], sets: dict[str, list[Path]]) -> dict:
     """{set: {system: {metric: mean}}}, with the noisy input as its own row."""
     out: dict[str, dict] = {}
-    for set_name, folder in sets.items():
-        loaded = _load_set(folder)
+    for set_name, folders in sets.items():
+        loaded = _load_set(folders)
         rows: dict[str, dict] = {}
         for label, fn in systems.items():
             start = time.monotonic()
@@ -159,12 +147,12 @@ def markdown(quality: dict, trained: dict) -> str:
     return "\n".join(lines)
 
 
-def held_out_sets(data: Path, out: Path) -> dict[str, Path]:
+def held_out_sets(data: Path, out: Path) -> dict[str, list[Path]]:
     return {
-        "held-out mixtures": make_testset(
-            data, out / "testset", n_items=48, exclude_noncommercial=True
-        ),
-        "real pairs": data / PAIRS,
+        "held-out mixtures": [
+            make_testset(data, out / "testset", n_items=48, exclude_noncommercial=True)
+        ],
+        "real pairs": pair_folders(data),
     }
 
 

@@ -5,11 +5,12 @@ import pytest
 
 @pytest.mark.shared_data
 def test_quality_table_scores_every_system_on_the_same_files(shared_data):
-    from scripts.bench_quality import PAIRS, markdown, score_systems
+    from scripts.bench_export import pair_folders
+    from scripts.bench_quality import markdown, score_systems
 
     quality = score_systems(
         {"identity": lambda x: x, "half level": lambda x: 0.5 * x},
-        {"pairs": shared_data / PAIRS},
+        {"pairs": pair_folders(shared_data)},
     )
     block = quality["pairs"]
     rows = block["systems"]
