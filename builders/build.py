@@ -1,8 +1,10 @@
 """`python -m builders.build [NAME...]`: turn notebooks_src/NAME.py into a self-contained notebook.
 
-Each `common` module the source imports (transitively) becomes a cell of the notebook, so it runs
-on Kaggle where the repository is absent. The output is deterministic (same sources, same bytes)
-and carries a hash of its cells, so a hand-edited notebook is never overwritten silently.
+The `common` modules the source imports (transitively) travel inside the notebook: one collapsed
+cell writes them as files onto `sys.path`, so the source's own `from common.X import y` lines run
+unchanged on Kaggle, where the repository is absent. The output is deterministic (same sources,
+same bytes) and carries a hash of its cells, so a hand-edited notebook is never overwritten
+silently.
 """
 
 from __future__ import annotations
@@ -14,23 +16,25 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from pprint import pformat
 
 import jupytext
 import nbformat
 from nbformat import NotebookNode
 
-from builders.inline import (
+from builders.generated import (
+    INSTALL_MODULE,
+    PYPROJECT,
+    setup_cells,
+    started_and_build_info_cell,
+)
+from builders.library import (
     CommonImport,
     ModuleSource,
-    bound_names,
     check_names_exist,
     find_common_imports,
     parse_python,
     python_source,
     resolve_modules,
-    rewrite_imports,
-    top_level_bindings,
 )
 from builders.metadata import (
     PLACEHOLDER_USERNAME,
@@ -56,7 +60,6 @@ LANGUAGE_INFO = {
     "pygments_lexer": "ipython3",
 }
 BUILD_KEY = "lse_build"  # notebook metadata written by this builder
-LIBRARY_CELL_METADATA = {"jupyter": {"source_hidden": True}, "tags": ["library"]}
 
 
 def notebook_names(repo: Path = REPO) -> list[str]:
@@ -94,7 +97,8 @@ def _git(repo: Path, *args: str) -> str | None:
 
 def build_record(rel_source: str, modules: list[ModuleSource], repo: Path) -> dict:
     """What the notebook was built from: no timestamps, so rebuilding changes nothing."""
-    files = [rel_source] + [m.path.as_posix() for m in modules]
+    library = [m.path.as_posix() for m in modules]
+    files = [rel_source, PYPROJECT, *library]  # pyproject.toml: the install cell's requirements
     digest = hashlib.sha256()
     for rel in files:
         digest.update(rel.encode() + b"\0" + (repo / rel).read_bytes() + b"\0")
@@ -103,7 +107,7 @@ def build_record(rel_source: str, modules: list[ModuleSource], repo: Path) -> di
     status = _git(repo, "status", "--porcelain", "--", *files)
     return {
         "source": rel_source,
-        "library": files[1:],
+        "library": library,
         "git_commit": commit,
         "sources_dirty": bool(status) if status is not None else None,
         "sources_sha256": digest.hexdigest(),
@@ -122,86 +126,12 @@ def _cell_offsets(text: str, cells: list[NotebookNode]) -> list[int | None]:
     return offsets
 
 
-class _SourceCell:
-    """A code cell of the source with its common imports found."""
-
-    def __init__(self, cell: NotebookNode, number: int, offset: int | None, rel: str) -> None:
-        self.cell = cell
-        self.label = rel if offset is not None else f"{rel} (code cell {number})"
-        offset = offset or 0
-        # Line numbers in messages refer to the .py file; ast counts from the cell's first line.
-        padded = "\n" * offset + python_source(cell.source)
-        self.tree = parse_python(padded, self.label)
-        self.imports: list[CommonImport] = find_common_imports(self.tree, self.label)
-        self.offset = offset
-
-    def rewritten(self) -> str:
-        shifted = [
-            CommonImport(
-                i.module,
-                i.names,
-                i.lineno - self.offset,
-                i.end_lineno - self.offset,
-                i.col_offset,
-                i.top_level,
-            )
-            for i in self.imports
-        ]
-        return rewrite_imports(self.cell.source, shifted)
-
-
-def _check_shadowing(cells: list[_SourceCell], modules: list[ModuleSource]) -> None:
-    """A notebook global that replaces a library global would change what library code calls."""
-    library: dict[str, tuple[frozenset[str], ModuleSource]] = {}
-    for mod in modules:
-        for name, keys in mod.bindings.items():
-            library.setdefault(name, (keys, mod))
-    for sc in cells:
-        for name, keys in top_level_bindings(sc.tree, skip=sc.imports).items():
-            if name in library and library[name][0] != keys:
-                line = next(n.lineno for n in sc.tree.body if name in bound_names(n))
-                raise UserError(
-                    f"{sc.label}:{line}: top-level `{name}` is also defined in "
-                    f"{library[name][1].path.as_posix()} and would replace it there; rename it "
-                    "in the notebook"
-                )
-
-
-def _is_only_inlined_imports(source: str) -> bool:
-    return all(
-        not line.strip() or line.lstrip().startswith("# inlined above:")
-        for line in source.splitlines()
-    )
-
-
-def _library_cells(modules: list[ModuleSource]) -> list[NotebookNode]:
-    cells = [
-        nbformat.v4.new_markdown_cell(
-            "## Library\n\n"
-            f"The {len(modules)} `Library:` sections below are the repository's `common/` modules "
-            "this notebook uses, copied in dependency order by `builders/build.py` so that it runs without the "
-            "repository. Edit them in `common/`, not here. Imports between them are replaced by "
-            "comments: every cell shares one namespace."
-        )
-    ]
-    for mod in modules:
-        heading = f"### Library: `{mod.path.as_posix()}`"
-        cells.append(nbformat.v4.new_markdown_cell(f"{heading}\n\n{mod.summary}".rstrip()))
-        cells.append(
-            nbformat.v4.new_code_cell(mod.code.rstrip("\n"), metadata=dict(LIBRARY_CELL_METADATA))
-        )
-    return cells
-
-
-def _build_info_cell(record: dict, name: str) -> NotebookNode:
-    info = {k: record[k] for k in ("source", "git_commit", "sources_dirty", "sources_sha256")}
-    return nbformat.v4.new_code_cell(
-        f"# Generated by `python -m builders.build {name}` from {record['source']}: edit that "
-        "file, not this notebook.\n"
-        "# BUILD_INFO identifies the sources; the notebook copies it into summary.json.\n"
-        f"BUILD_INFO = {pformat(info, sort_dicts=False, width=100)}",
-        metadata={"tags": ["build-info"]},
-    )
+def _common_imports(cell: NotebookNode, number: int, offset: int | None, rel: str):
+    """The cell's `from common...` imports, with line numbers of the .py file."""
+    label = rel if offset is not None else f"{rel} (code cell {number})"
+    # ast counts from the cell's first line; messages refer to lines of the .py file.
+    padded = "\n" * (offset or 0) + python_source(cell.source)
+    return label, find_common_imports(parse_python(padded, label), label)
 
 
 def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
@@ -219,40 +149,34 @@ def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
             '`# %% tags=["parameters"]`'
         )
     offsets = _cell_offsets(text, [c for _, c in code])
-    parsed = {
-        i: _SourceCell(c, n, offset, rel)
-        for n, ((i, c), offset) in enumerate(zip(code, offsets), 1)
-    }
-    users = [i for i in parsed if parsed[i].imports]
-    if users and users[0] <= params[0]:
-        raise UserError(
-            f"{parsed[users[0]].label}: imports `common` at or before the parameters cell; "
-            "move the import below it"
-        )
-
-    importers: dict[str, str] = {}
-    for i in users:
-        for imp in parsed[i].imports:
-            importers.setdefault(imp.module, f"{parsed[i].label}:{imp.lineno}")
+    importers: dict[str, str] = {INSTALL_MODULE: "the install cell"}
+    found: list[tuple[str, list[CommonImport]]] = []
+    for n, ((i, cell), offset) in enumerate(zip(code, offsets), 1):
+        label, imports = _common_imports(cell, n, offset, rel)
+        if imports and i <= params[0]:
+            raise UserError(
+                f"{label}: imports `common` at or before the parameters cell; move the import "
+                "below it"
+            )
+        found.append((label, imports))
+        for imp in imports:
+            importers.setdefault(imp.module, f"{label}:{imp.lineno}")
     modules = resolve_modules(list(importers), repo, importers)
     by_name = {m.name: m for m in modules}
-    for i in users:
-        check_names_exist(parsed[i].imports, by_name, parsed[i].label)
-    _check_shadowing(list(parsed.values()), modules)
+    for label, imports in found:
+        check_names_exist(imports, by_name, label)
 
     record = build_record(rel, modules, repo)
     cells: list[NotebookNode] = []
     for i, cell in enumerate(source.cells):
         if i == code[0][0]:
-            cells.append(_build_info_cell(record, name))
-        if users and i == users[0]:
-            cells.extend(_library_cells(modules))
-        if i in parsed and parsed[i].imports:
-            rewritten = parsed[i].rewritten()
-            if _is_only_inlined_imports(rewritten):
-                continue  # an import-only cell has nothing left to show
-            cell = nbformat.v4.new_code_cell(rewritten, metadata=cell.metadata)
+            info = {
+                k: record[k] for k in ("source", "git_commit", "sources_dirty", "sources_sha256")
+            }
+            cells.append(started_and_build_info_cell(name, info))
         cells.append(cell)
+        if i == params[0]:
+            cells.extend(setup_cells(modules, repo))
     return _finish(cells, record)
 
 

@@ -1,8 +1,10 @@
 """`python -m builders.smoke [NAME...]`: run every built notebook on CPU with tiny settings.
 
 For each notebook: build it, execute it with papermill in a temporary folder with a kernel that
-cannot import `common` (so the notebook is proven self-contained), render it to HTML, and check
-its summary.json (every metric present and finite). Everything lands in build/smoke/NAME/.
+cannot import the repository's `common` (so the notebook is proven self-contained: its library
+cell writes its own copy), render it to HTML with the library's code left out, and check its
+summary.json (every metric present and finite) and its figures (every figure it saves is shown
+in the notebook and in the HTML). Everything lands in build/smoke/NAME/.
 Exits non-zero, with one line per failure naming the notebook and the failing cell.
 """
 
@@ -27,9 +29,11 @@ from pathlib import Path
 import nbformat
 import papermill
 from nbconvert import HTMLExporter
+from traitlets.config import Config
 
 from builders.build import REPO, build_notebook, notebook_names
-from builders.inline import top_level_bindings
+from builders.generated import LIBRARY_TAG
+from builders.library import top_level_names
 from common.errors import UserError
 
 SMOKE_DIR = Path("build", "smoke")
@@ -38,6 +42,9 @@ REQUIRED_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 # Notebooks that read other notebooks' outputs run after them.
 RUN_LAST = ("evaluate",)
 SYNTHETIC_SOURCES = ("common/synthetic.py", "common/audio.py")
+# The backend Jupyter and Kaggle use: plt.show() and a cell's open figures become image outputs.
+# (Agg would draw nothing into the notebook, and its HTML would hold no figure.)
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 @dataclass
@@ -116,7 +123,7 @@ def isolated_kernel(tmp: Path) -> Iterator[str]:
         ],
         "display_name": "Python 3 (without the repository)",
         "language": "python",
-        "env": {"PYTHONPATH": "", "MPLBACKEND": "Agg"},
+        "env": {"PYTHONPATH": "", "MPLBACKEND": INLINE_BACKEND},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     previous = os.environ.get("JUPYTER_PATH")
@@ -235,7 +242,7 @@ def declared_parameters(notebook: Path) -> set[str]:
     gives up on comments that contain `=` or quotes)."""
     for cell in nbformat.read(notebook, as_version=4).cells:
         if "parameters" in cell.metadata.get("tags", []):
-            return set(top_level_bindings(ast.parse(cell.source)))
+            return top_level_names(ast.parse(cell.source))
     return set()
 
 
@@ -292,11 +299,42 @@ def check_summary(summary: dict, required: tuple[str, ...] = REQUIRED_METRICS) -
 
 
 def render_html(executed: Path) -> Path:
-    """An HTML copy of the executed notebook (for reading without Jupyter)."""
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    """An HTML copy of the executed notebook (for reading without Jupyter).
+
+    The library cell's code is left out (nbconvert ignores the collapsed state): its one line
+    of output still says where the modules were written.
+    """
+    config = Config()
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_input_tags = {LIBRARY_TAG}
+    exporter = HTMLExporter(config=config)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return html
+
+
+def shown_figures(executed: Path) -> int:
+    """How many images (PNG outputs) the executed notebook shows."""
+    cells = nbformat.read(executed, as_version=4).cells
+    outputs = [o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    return sum("image/png" in o.get("data", {}) for o in outputs)
+
+
+def check_figures(executed: Path, html: Path, out_dir: Path) -> list[str]:
+    """Every figure the notebook saved (out_dir/*.png) must be shown in it and in its HTML."""
+    saved = sorted(p.name for p in out_dir.glob("*.png"))
+    shown = shown_figures(executed)
+    in_html = html.read_text(encoding="utf-8").count("<img")
+    problems = []
+    if shown < len(saved):
+        problems.append(
+            f"{executed}: saves {len(saved)} figures ({', '.join(saved[:3])}...) but shows "
+            f"{shown}; the kernel's matplotlib backend must be {INLINE_BACKEND}"
+        )
+    if in_html < shown:
+        problems.append(f"{html}: shows {in_html} of the notebook's {shown} figures")
+    return problems
 
 
 def run_one(
@@ -333,6 +371,9 @@ def run_one(
                 )
         if error:
             raise error
+        problems = check_figures(executed, executed.with_suffix(".html"), out)
+        if problems:
+            raise UserError(problems[0])
         summary_path = out / "summary.json"
         if not summary_path.is_file():
             raise UserError(f"{executed}: ran, but wrote no {summary_path}")

@@ -65,8 +65,14 @@ def plot_spectrograms(
     cfg = cfg or StftConfig()
     specs = {k: _db_spectrogram(v, cfg) for k, v in signals.items()}
     vmax = max(float(s.max()) for s in specs.values())
+    # Constrained layout keeps the title clear of the panels' titles and the colour bar.
     fig, axes = plt.subplots(
-        1, len(specs), figsize=(4.2 * len(specs), 3.2), squeeze=False, sharey=True
+        1,
+        len(specs),
+        figsize=(4.2 * len(specs), 3.2),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
     )
     for ax, (name, s) in zip(axes[0], specs.items()):
         dur = s.shape[1] * cfg.hop_length / sr

@@ -5,9 +5,9 @@
 #
 # **The lesson from the team's history it guards against.** The first CRN reported PESQ 3.10 that was *estimated by a formula*, never measured; its fixed version then trained on noisy and clean crops taken at *different* random positions. Here every metric is computed from reconstructed waveforms (`common.metrics`), and one crop position is drawn per pair with a correlation guard that stops the run if noisy and clean do not line up.
 #
-# The notebook is generated from `notebooks_src/crn.py` by `python -m builders.build crn`; the
-# library cells below are copies of `common/`, so the notebook runs anywhere (Kaggle included)
-# without the repository.
+# The notebook is generated from `notebooks_src/crn.py` by `python -m builders.build crn`,
+# which packs the `common/` modules it uses into one collapsed cell, so the notebook runs anywhere
+# (Kaggle included) without the repository.
 
 # %% tags=["parameters"]
 data_source = "kaggle"  # "kaggle", "synthetic", or a folder with the archives or extracted pairs
@@ -26,27 +26,6 @@ eval_seconds = 0.0  # 0: score whole test files
 device = "auto"  # "auto", "cpu" or "cuda"
 nproc = "auto"  # data-parallel processes; "auto" = one per usable GPU, 1 forces one device
 loss = "seed"
-
-# %% [markdown]
-# ## Set-up
-# Only packages missing from the image are installed (never torch: reinstalling it breaks CUDA).
-
-# %%
-import importlib.util
-import subprocess
-import sys
-
-needed = {
-    "pesq": "pesq",
-    "pystoi": "pystoi",
-    "py7zr": "py7zr",
-    "soxr": "soxr",
-    "soundfile": "soundfile",
-}
-missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
-if missing:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %% [markdown]
 # ## Environment

@@ -5,9 +5,9 @@
 #
 # **The lesson from the team's history it guards against.** DPT v1 and every model before it plateaued at the same loss because noisy and clean were cropped at different positions (noisy STOI 0.22, SI-SDR -44 dB: impossible for aligned pairs). The alignment check below prints the correlation that caught it (0.86 on aligned data).
 #
-# The notebook is generated from `notebooks_src/dpt.py` by `python -m builders.build dpt`; the
-# library cells below are copies of `common/`, so the notebook runs anywhere (Kaggle included)
-# without the repository.
+# The notebook is generated from `notebooks_src/dpt.py` by `python -m builders.build dpt`,
+# which packs the `common/` modules it uses into one collapsed cell, so the notebook runs anywhere
+# (Kaggle included) without the repository.
 
 # %% tags=["parameters"]
 data_source = "kaggle"  # "kaggle", "synthetic", or a folder with the archives or extracted pairs
@@ -26,27 +26,6 @@ eval_seconds = 0.0  # 0: score whole test files
 device = "auto"  # "auto", "cpu" or "cuda"
 nproc = "auto"  # data-parallel processes; "auto" = one per usable GPU, 1 forces one device
 loss = "seed"
-
-# %% [markdown]
-# ## Set-up
-# Only packages missing from the image are installed (never torch: reinstalling it breaks CUDA).
-
-# %%
-import importlib.util
-import subprocess
-import sys
-
-needed = {
-    "pesq": "pesq",
-    "pystoi": "pystoi",
-    "py7zr": "py7zr",
-    "soxr": "soxr",
-    "soundfile": "soundfile",
-}
-missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
-if missing:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %% [markdown]
 # ## Environment

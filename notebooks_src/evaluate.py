@@ -23,26 +23,6 @@ seed = 0
 device = "auto"
 
 # %% [markdown]
-# ## Set-up
-
-# %%
-import importlib.util
-import subprocess
-import sys
-
-needed = {
-    "pesq": "pesq",
-    "pystoi": "pystoi",
-    "py7zr": "py7zr",
-    "soxr": "soxr",
-    "soundfile": "soundfile",
-}
-missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
-if missing:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-print("installed:", " ".join(missing) if missing else "nothing, all present")
-
-# %% [markdown]
 # ## The checkpoint
 # What the checkpoint says about its run: the model it rebuilds, its size and how far it trained.
 

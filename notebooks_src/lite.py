@@ -5,9 +5,9 @@
 #
 # **The lesson from the team's history it guards against.** A bigger model was never the problem: the team's failures came from the data (misaligned crops), the reconstruction (mel + Griffin-Lim) and the metrics (a formula). `lite` keeps full frequency resolution (no mean over frequency) and predicts a complex mask; its streaming and speed claims are measured by `make bench`, not typed in.
 #
-# The notebook is generated from `notebooks_src/lite.py` by `python -m builders.build lite`; the
-# library cells below are copies of `common/`, so the notebook runs anywhere (Kaggle included)
-# without the repository.
+# The notebook is generated from `notebooks_src/lite.py` by `python -m builders.build lite`,
+# which packs the `common/` modules it uses into one collapsed cell, so the notebook runs anywhere
+# (Kaggle included) without the repository.
 
 # %% tags=["parameters"]
 data_source = "kaggle"  # "kaggle", "synthetic", or a folder with the archives or extracted pairs
@@ -26,27 +26,6 @@ eval_seconds = 0.0  # 0: score whole test files
 device = "auto"  # "auto", "cpu" or "cuda"
 nproc = "auto"  # data-parallel processes; "auto" = one per usable GPU, 1 forces one device
 loss = "compressed"
-
-# %% [markdown]
-# ## Set-up
-# Only packages missing from the image are installed (never torch: reinstalling it breaks CUDA).
-
-# %%
-import importlib.util
-import subprocess
-import sys
-
-needed = {
-    "pesq": "pesq",
-    "pystoi": "pystoi",
-    "py7zr": "py7zr",
-    "soxr": "soxr",
-    "soundfile": "soundfile",
-}
-missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
-if missing:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %% [markdown]
 # ## Environment

@@ -5,9 +5,9 @@
 #
 # **The lesson from the team's history it guards against.** Review 2 trained on a log-mel spectrogram and rebuilt audio with InverseMelScale + Griffin-Lim: the val loss improved while SI-SDR fell to -25.6 dB, because the mel pipeline is not invertible. Here the model works on the complex STFT and audio comes back through the exact ISTFT (round-trip error < 1e-5). The `mean` over frequency is kept on purpose: the attention maps below show what the model can and cannot see.
 #
-# The notebook is generated from `notebooks_src/transformer.py` by `python -m builders.build transformer`; the
-# library cells below are copies of `common/`, so the notebook runs anywhere (Kaggle included)
-# without the repository.
+# The notebook is generated from `notebooks_src/transformer.py` by `python -m builders.build transformer`,
+# which packs the `common/` modules it uses into one collapsed cell, so the notebook runs anywhere
+# (Kaggle included) without the repository.
 
 # %% tags=["parameters"]
 data_source = "kaggle"  # "kaggle", "synthetic", or a folder with the archives or extracted pairs
@@ -26,27 +26,6 @@ eval_seconds = 0.0  # 0: score whole test files
 device = "auto"  # "auto", "cpu" or "cuda"
 nproc = "auto"  # data-parallel processes; "auto" = one per usable GPU, 1 forces one device
 loss = "seed"
-
-# %% [markdown]
-# ## Set-up
-# Only packages missing from the image are installed (never torch: reinstalling it breaks CUDA).
-
-# %%
-import importlib.util
-import subprocess
-import sys
-
-needed = {
-    "pesq": "pesq",
-    "pystoi": "pystoi",
-    "py7zr": "py7zr",
-    "soxr": "soxr",
-    "soundfile": "soundfile",
-}
-missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
-if missing:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %% [markdown]
 # ## Environment

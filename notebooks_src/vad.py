@@ -24,7 +24,7 @@ device = "auto"
 vad_floor_db = -20.0  # gain of the non-speech regions in the gated output
 
 # %% [markdown]
-# ## Set-up
+# ## Silero VAD
 # `silero-vad` is installed without its dependencies: it declares torchaudio, which it does not
 # need here and which could replace the image's torch.
 
@@ -33,22 +33,10 @@ import importlib.util
 import subprocess
 import sys
 
-needed = {
-    "pesq": "pesq",
-    "pystoi": "pystoi",
-    "py7zr": "py7zr",
-    "soxr": "soxr",
-    "soundfile": "soundfile",
-}
-missing = [spec for module, spec in needed.items() if importlib.util.find_spec(module) is None]
-if missing:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
 if importlib.util.find_spec("silero_vad") is None:
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "silero-vad"], check=True
     )
-    missing.append("silero-vad")
-print("installed:", " ".join(missing) if missing else "nothing, all present")
 
 # %% [markdown]
 # ## Checkpoint, environment and test data

@@ -1,8 +1,12 @@
-"""The notebook builder: which modules it inlines, in what order, and what it refuses."""
+"""The notebook builder: which modules it packs, the cells it adds, and what it refuses."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -15,7 +19,13 @@ from builders.build import (
     build_notebook,
     notebook_names,
 )
-from builders.inline import library_modules, resolve_modules
+from builders.generated import (
+    LIBRARY_TAG,
+    STARTED_VARIABLE,
+    install_requirements,
+    library_files,
+)
+from builders.library import library_modules, python_source, resolve_modules
 from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,13 +69,22 @@ MODULES = {
     ),
     "gamma.py": '"""Gamma: only imported lazily."""\n\n\ndef gamma_unused():\n    return 0\n',
     "unused.py": '"""Never imported."""\n\nUNUSED = 1\n',
+    "env.py": (
+        '"""The install cell\'s helper."""\n\n\ndef install_missing(requirements):\n    return []\n'
+    ),
 }
+PYPROJECT = """\
+[project]
+name = "demo"
+dependencies = ["torch>=2.4", "numpy>=1.24,<3", "python-slugify>=8"]
+"""
 
 
 def make_repo(root: Path, source: str = SOURCE, modules: dict[str, str] | None = None) -> Path:
     """A miniature repository: common/ modules, one notebook source, kernel metadata."""
     (root / "common").mkdir(parents=True)
     (root / "common" / "__init__.py").write_text('"""Package."""\n')
+    (root / "pyproject.toml").write_text(PYPROJECT)
     for name, text in (MODULES if modules is None else modules).items():
         path = root / "common" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,62 +102,115 @@ def sources(nb) -> list[str]:
     return [c.source for c in nb.cells]
 
 
-def test_inlines_needed_modules_in_dependency_order(tmp_path: Path) -> None:
+def test_packs_the_needed_modules_and_nothing_else(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     nb = assemble_notebook("demo", repo)
-    headings = [s.splitlines()[0] for s in sources(nb) if s.startswith("### Library: ")]
-    # errors before alpha before beta; gamma (a lazy import) after beta; unused.py left out.
-    assert headings == [
-        "### Library: `common/errors.py`",
-        "### Library: `common/alpha.py`",
-        "### Library: `common/beta.py`",
-        "### Library: `common/gamma.py`",
-    ]
-    assert nb.metadata.lse_build.library == [
-        "common/errors.py",
-        "common/alpha.py",
-        "common/beta.py",
-        "common/gamma.py",
-    ]
-    heading = next(s for s in sources(nb) if "common/beta.py" in s)
-    assert "Beta: builds on alpha." in heading
+    # alpha and beta (imported), errors (by alpha), gamma (lazily, by beta), env (the install
+    # cell), the package itself; unused.py left out.
+    shipped = [f"common/{n}.py" for n in ("__init__", "alpha", "beta", "env", "errors", "gamma")]
+    assert nb.metadata.lse_build.library == shipped
+    files = library_files(nb)
+    assert sorted(files) == shipped
+    assert all(files[rel] == (repo / rel).read_text() for rel in shipped)
 
 
-def test_library_goes_after_parameters_and_before_first_use(tmp_path: Path) -> None:
-    nb = assemble_notebook("demo", make_repo(tmp_path))
-    srcs = sources(nb)
-    params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    pip = next(i for i, s in enumerate(srcs) if s.startswith("!pip install"))
-    library = [i for i, c in enumerate(nb.cells) if "library" in c.metadata.get("tags", [])]
-    use = next(i for i, s in enumerate(srcs) if s.startswith("import numpy as np\n\n# inlined"))
-    # The pip cell stays before the library: on Kaggle, library imports need what it installs.
-    assert params < pip < min(library) and max(library) < use
-    info = next(i for i, s in enumerate(srcs) if "BUILD_INFO = " in s)
-    assert info < params  # the first code cell records the build
-    assert all(nb.cells[i].metadata["jupyter"]["source_hidden"] for i in library)
+def test_packages_of_a_nested_module_are_shipped(tmp_path: Path) -> None:
+    modules = {**MODULES, "sub/__init__.py": "from common.sub.deep import DEEP\n"}
+    modules["sub/deep.py"] = "DEEP = 3\n"
+    source = SOURCE.replace("import numpy as np\n", "from common.sub.deep import DEEP\n")
+    nb = assemble_notebook("demo", make_repo(tmp_path, source=source, modules=modules))
+    assert {"common/sub/__init__.py", "common/sub/deep.py"} <= set(nb.metadata.lse_build.library)
 
 
-def test_common_imports_are_rewritten_for_one_namespace(tmp_path: Path) -> None:
-    nb = assemble_notebook("demo", make_repo(tmp_path))
-    code = "\n".join(s for s in sources(nb))
-    assert "from common." not in code.replace("# inlined above: from common.", "")
-    assert "twice = beta_twice" in code  # an alias becomes an assignment
-    beta = next(s for s in sources(nb) if "def beta_twice" in s)
-    # A lazy import inside a function becomes `pass`, keeping the block valid.
-    assert "    # inlined above: from common.gamma import gamma_unused\n    pass" in beta
-    assert beta.splitlines()[2] == "from __future__ import annotations"
+def code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def test_built_notebook_runs_as_one_namespace(tmp_path: Path) -> None:
-    """Executing the code cells in order (no repository on the path) gives the right result."""
-    nb = assemble_notebook("demo", make_repo(tmp_path))
-    namespace: dict = {"get_ipython": lambda: type("S", (), {"system": lambda *a: None})()}
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            code = cell.source.replace("!pip install -q something", "")
-            exec(compile(code, "<cell>", "exec"), namespace)
-    assert namespace["result"] == 2
-    assert namespace["BUILD_INFO"]["source"] == "notebooks_src/demo.py"
+def test_generated_cells_and_the_sources_own_cells_in_order(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    nb = assemble_notebook("demo", repo)
+    code = code_cells(nb)
+    # 1: start time + BUILD_INFO, 2: parameters, 3: library (collapsed), 4: install, then the
+    # source's own cells exactly as written (their `from common...` lines included).
+    assert f'os.environ["{STARTED_VARIABLE}"] = repr(time.time())' in code[0].source
+    assert "BUILD_INFO = {" in code[0].source
+    assert "parameters" in code[1].metadata["tags"]
+    assert code[2].metadata == {"jupyter": {"source_hidden": True}, "tags": [LIBRARY_TAG]}
+    assert "from common.env import install_missing" in code[3].source
+    assert [c for c in nb.cells if LIBRARY_TAG in c.metadata.get("tags", [])] == [code[2]]
+    source_cells = [c.source for c in jupytext.reads(SOURCE, fmt="py:percent").cells]
+    own = [c.source for c in nb.cells if c.source in source_cells]
+    assert own == source_cells
+    # Set-up is explained once, in a markdown cell right before the library cell.
+    position = nb.cells.index(code[2])
+    assert nb.cells[position - 1].source.startswith("## Set-up")
+
+
+def test_install_cell_comes_from_pyproject(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    assert install_requirements(repo) == {
+        "numpy": "numpy>=1.24,<3",
+        "python_slugify": "python-slugify>=8",
+    }  # torch is never installed
+    install = code_cells(assemble_notebook("demo", repo))[3].source
+    assert '"numpy": "numpy>=1.24,<3",' in install and "torch" not in install.split("\n", 1)[1]
+
+
+def test_bad_pyproject_is_one_line_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    with pytest.raises(UserError, match=r"pyproject.toml: cannot read \[project\] dependencies"):
+        assemble_notebook("demo", repo)
+
+
+@pytest.mark.parametrize("name", notebook_names(REPO))
+def test_notebook_sources_carry_no_install_list(name: str) -> None:
+    text = (REPO / "notebooks_src" / f"{name}.py").read_text()
+    for module, requirement in install_requirements(REPO).items():
+        assert f'"{module}"' not in text and requirement not in text, f"{name}.py copies {module}"
+
+
+def run_built_notebook(nb, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """The code cells as one script, run by a fresh interpreter (stdout back)."""
+    cells = [python_source(c.source) for c in code_cells(nb)]
+    script = "\n".join(cells).replace("get_ipython().system('pip install -q something')", "")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script + "\nprint('RESULT', result, os.environ['LSE_NOTEBOOK_STARTED'])",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_built_notebook_imports_its_own_copy_of_common(tmp_path: Path) -> None:
+    """In a fresh interpreter, with the repository's `common` installed, the packed copy wins."""
+    nb = assemble_notebook("demo", make_repo(tmp_path / "repo"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    environ = {k: v for k, v in os.environ.items() if k != STARTED_VARIABLE}
+    before = time.time()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", environ)
+        out = run_built_notebook(nb, cwd)
+    assert "common: 6 files written to " in out
+    result, started = out.split("RESULT ")[1].split()
+    assert result == "2"  # beta_twice(alpha_one()) from the demo's common, not the repository's
+    assert before <= float(started) <= time.time()
+    assert list(cwd.iterdir()) == []  # nothing is written into the working (output) folder
+
+
+def test_start_time_already_set_is_kept(tmp_path: Path) -> None:
+    nb = assemble_notebook("demo", make_repo(tmp_path / "repo"))
+    out = run_built_notebook(nb, tmp_path, env={STARTED_VARIABLE: "123.5"})
+    assert out.split("RESULT ")[1].split() == ["2", "123.5"]
 
 
 def test_output_is_deterministic(tmp_path: Path) -> None:
@@ -149,13 +221,17 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
     nb = json.loads(first)
     ids = [c["id"] for c in nb["cells"]]
     assert len(set(ids)) == len(ids)
-    # The recorded hash follows the sources.
-    (repo / "common" / "alpha.py").write_text(MODULES["alpha.py"] + "\nEXTRA = 1\n")
-    third = json.loads(build_notebook("demo", repo=repo, out_dir=tmp_path / "c").read_bytes())
-    assert (
-        third["metadata"]["lse_build"]["sources_sha256"]
-        != nb["metadata"]["lse_build"]["sources_sha256"]
-    )
+    # The recorded hash follows the sources: a library module, pyproject.toml (the install cell).
+    hashes = {nb["metadata"]["lse_build"]["sources_sha256"]}
+    changes = {
+        "common/alpha.py": MODULES["alpha.py"] + "\nEXTRA = 1\n",
+        "pyproject.toml": PYPROJECT.replace("numpy>=1.24", "numpy>=1.25"),
+    }
+    for i, (rel, text) in enumerate(changes.items()):
+        (repo / rel).write_text(text)
+        built = build_notebook("demo", repo=repo, out_dir=tmp_path / str(i)).read_bytes()
+        hashes.add(json.loads(built)["metadata"]["lse_build"]["sources_sha256"])
+    assert len(hashes) == 3
 
 
 def test_notebook_has_kernelspec_and_language_info(tmp_path: Path) -> None:
@@ -193,43 +269,13 @@ def test_outputs_from_a_run_do_not_count_as_hand_edits(tmp_path: Path) -> None:
     build_notebook("demo", repo=repo, out_dir=tmp_path)
 
 
-def collision_modules(extra: str) -> dict[str, str]:
-    return {**MODULES, "gamma.py": MODULES["gamma.py"] + extra}
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (
-            "\ndef alpha_one():\n    return 5\n",
-            "common/alpha.py and common/gamma.py both define top-level `alpha_one`",
-        ),
-        ("\nSHARED = 8000\n", "common/alpha.py and common/gamma.py both define top-level `SHARED`"),
-        ("\nfrom math import pi as np\n", "both define top-level `np`"),
-    ],
-)
-def test_name_collisions_fail_naming_both_files(tmp_path: Path, extra: str, message: str) -> None:
-    repo = make_repo(tmp_path, modules=collision_modules(extra))
-    with pytest.raises(UserError, match=message):
-        assemble_notebook("demo", repo)
-
-
-def test_identical_definitions_are_not_collisions(tmp_path: Path) -> None:
-    # SHARED = 16000 in alpha and beta; `import numpy as np` in alpha and the notebook.
-    extra = "\nimport numpy as np\nfrom numpy import linalg\nimport numpy.linalg as linalg\n"
-    assemble_notebook("demo", make_repo(tmp_path, modules=collision_modules(extra)))
-
-
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("import common.alpha", r"common/gamma.py:3: `import common.alpha` cannot be inlined"),
-        (
-            "from common import alpha",
-            r"common/gamma.py:3: `from common import alpha` cannot be inlined",
-        ),
+        ("import common.alpha", r"common/gamma.py:3: write `from common.alpha import NAME`"),
+        ("from common import alpha", r"common/gamma.py:3: `from common import alpha`; write"),
         ("from .alpha import alpha_one", r"common/gamma.py:3: relative import"),
-        ("from common.alpha import *", r"common/gamma.py:3: .*import \*` cannot be inlined"),
+        ("from common.alpha import *", r"common/gamma.py:3: .*import \*`; import the names"),
         ("from common.cli import main", r"common/gamma.py:3: common.cli is command-line code"),
         (
             "from common.alpha import alpha_two",
@@ -239,18 +285,10 @@ def test_identical_definitions_are_not_collisions(tmp_path: Path) -> None:
             "from common.nowhere import x",
             r"common/gamma.py:3: no module common.nowhere \(no common/nowhere.py\)",
         ),
-        (
-            "from common.alpha import alpha_one; X = 1",
-            r"common/gamma.py:3: put the `from common...` import on its own line",
-        ),
-        ("HERE = __file__", r"common/gamma.py:3: uses __file__"),
-        (
-            'if __name__ == "__main__":\n    pass',
-            r"common/gamma.py:3: an `if __name__ == ...` block",
-        ),
+        ('X = importlib.import_module("common.alpha")', r"common/gamma.py:3: imports a common"),
     ],
 )
-def test_refuses_imports_it_cannot_inline(tmp_path: Path, line: str, message: str) -> None:
+def test_refuses_imports_it_cannot_follow(tmp_path: Path, line: str, message: str) -> None:
     modules = {
         **MODULES,
         "gamma.py": f'"""Gamma."""\n\n{line}\n\n\ndef gamma_unused():\n    return 0\n',
@@ -260,13 +298,13 @@ def test_refuses_imports_it_cannot_inline(tmp_path: Path, line: str, message: st
     assert "\n" not in str(info.value)
 
 
-def test_refuses_import_cycle(tmp_path: Path) -> None:
+def test_an_import_cycle_is_shipped_as_python_would_run_it(tmp_path: Path) -> None:
     modules = {
         **MODULES,
         "errors.py": "from common.beta import beta_twice\n\nclass UserError(Exception):\n    pass\n",
     }
-    with pytest.raises(UserError, match="import cycle between common modules"):
-        assemble_notebook("demo", make_repo(tmp_path, modules=modules))
+    nb = assemble_notebook("demo", make_repo(tmp_path, modules=modules))
+    assert "common/beta.py" in nb.metadata.lse_build.library
 
 
 def test_notebook_names_in_messages_carry_source_lines(tmp_path: Path) -> None:
@@ -276,15 +314,6 @@ def test_notebook_names_in_messages_carry_source_lines(tmp_path: Path) -> None:
     line = source.splitlines().index("from common.alpha import alpha_nope") + 1
     with pytest.raises(
         UserError, match=f"notebooks_src/demo.py:{line}: common/alpha.py defines no"
-    ):
-        assemble_notebook("demo", make_repo(tmp_path, source=source))
-
-
-def test_notebook_may_not_replace_a_library_name(tmp_path: Path) -> None:
-    source = SOURCE + "\n# %%\nSHARED = 44100\n"
-    line = source.splitlines().index("SHARED = 44100") + 1
-    with pytest.raises(
-        UserError, match=f"demo.py:{line}: top-level `SHARED` is also defined in common/alpha.py"
     ):
         assemble_notebook("demo", make_repo(tmp_path, source=source))
 
@@ -319,13 +348,13 @@ def test_build_kernel_writes_valid_metadata(tmp_path: Path, monkeypatch) -> None
     assert (kernel_dir / meta["code_file"]).is_file()
 
 
-def test_all_common_modules_inline_together_without_collisions() -> None:
-    """Guards everyone's modules: the whole of common/ must share one namespace."""
+def test_every_library_module_can_be_shipped() -> None:
+    """Each module's `common` imports name modules and globals that exist."""
     names = library_modules(REPO)
     assert "common.audio" in names and "common.cli" not in names
     assert not any(n.startswith("common.commands") for n in names)
-    inlined = [m.name for m in resolve_modules(names, REPO)]
-    assert sorted(inlined) == sorted(names)
+    shipped = {m.name for m in resolve_modules(names, REPO)}
+    assert set(names) <= shipped
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,14 @@ def test_built_example_runs_without_the_repository(kernel, tmp_path: Path) -> No
     assert check_summary(summary) == []
     assert summary["build"]["source"] == "notebooks_src/_example.py"
     assert len(summary["build"]["sources_sha256"]) == 64
-    assert "<html" in render_html(executed).read_text()[:500].lower()
+    html = render_html(executed).read_text()
+    assert "<html" in html[:500].lower()
+    # The library cell ran (its copy of `common`, not the repository's) ...
+    cells = nbformat.read(executed, as_version=4).cells
+    library = next(c for c in cells if "library" in c.metadata.get("tags", []))
+    assert library.outputs[0]["text"].startswith("common: ")
+    # ... and the HTML shows its one line of output, not its code.
+    assert "common: " in html and "def write_library" not in html and "LIBRARY = " not in html
 
 
 def metrics_summary() -> dict:
