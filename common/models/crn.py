@@ -32,13 +32,13 @@ class CRNConfig:
     dropout: float = 0.1
 
 
-def _crn_down(cin: int, cout: int) -> nn.Sequential:
+def _down(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=(2, 1), padding=1), nn.BatchNorm2d(cout), nn.ReLU()
     )
 
 
-def _crn_up(cin: int, cout: int) -> nn.Sequential:
+def _up(cin: int, cout: int) -> nn.Sequential:
     # output_padding (1, 0) doubles the frequency size exactly and keeps T.
     return nn.Sequential(
         nn.ConvTranspose2d(cin, cout, 3, stride=(2, 1), padding=1, output_padding=(1, 0)),
@@ -54,11 +54,11 @@ class CRN(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or CRNConfig()
         c1, c2, c3 = cfg.channels
-        self.encoder = nn.Sequential(_crn_down(1, c1), _crn_down(c1, c2), _crn_down(c2, c3))
+        self.encoder = nn.Sequential(_down(1, c1), _down(c1, c2), _down(c2, c3))
         self.lstm = nn.LSTM(
             c3, c3, num_layers=cfg.lstm_layers, batch_first=True, dropout=cfg.dropout
         )
-        self.decoder = nn.Sequential(_crn_up(c3, c2), _crn_up(c2, c1), _crn_up(c1, cfg.decoder_out))
+        self.decoder = nn.Sequential(_up(c3, c2), _up(c2, c1), _up(c1, cfg.decoder_out))
         self.mask = nn.Sequential(nn.Conv2d(cfg.decoder_out, 1, 1), nn.Sigmoid())
         init_seed_weights(self)
 

@@ -38,7 +38,7 @@ class DPTConfig:
     dropout: float = 0.1
 
 
-def _dpt_down(cin: int, cout: int) -> nn.Sequential:
+def _down(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=(2, 1), padding=1), nn.BatchNorm2d(cout), nn.ReLU()
     )
@@ -79,7 +79,7 @@ class DPT(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or DPTConfig()
         self.encoder = nn.Sequential(
-            _dpt_down(1, cfg.enc_channels), _dpt_down(cfg.enc_channels, cfg.d_model)
+            _down(1, cfg.enc_channels), _down(cfg.enc_channels, cfg.d_model)
         )
         self.blocks = nn.Sequential(*[DualPathTransformerBlock(cfg) for _ in range(cfg.n_blocks)])
         self.decoder = nn.Sequential(

@@ -175,7 +175,7 @@ class DualPathBlock(nn.Module):
         return x + self.time_fc(y).reshape(t, b, f, c).transpose(0, 1), h
 
 
-def _lite_up(cin: int, cout: int, kernel_f: int) -> nn.ConvTranspose2d:
+def _up(cin: int, cout: int, kernel_f: int) -> nn.ConvTranspose2d:
     # Doubles the band count (then cropped to the encoder's size); kernel 1 in time: causal.
     return nn.ConvTranspose2d(
         cin,
@@ -206,8 +206,8 @@ class LiteNet(nn.Module):
         self.enc2_act = nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w))
         self.band_pos = nn.Parameter(torch.zeros(1, 1, self.n_low_res, w))  # which band is which
         self.blocks = nn.ModuleList(DualPathBlock(cfg) for _ in range(cfg.n_blocks))
-        self.dec2 = nn.Sequential(_lite_up(w, c1, 3), nn.BatchNorm2d(c1), nn.PReLU(c1))
-        self.dec1 = _lite_up(c1, 2, 5)
+        self.dec2 = nn.Sequential(_up(w, c1, 3), nn.BatchNorm2d(c1), nn.PReLU(c1))
+        self.dec1 = _up(c1, 2, 5)
 
     @property
     def causal(self) -> bool:

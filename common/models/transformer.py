@@ -38,7 +38,7 @@ class TransformerConfig:
     dropout: float = 0.1
 
 
-def _tf_conv_block(cin: int, cout: int) -> nn.Sequential:
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
 
 
@@ -49,9 +49,7 @@ class ShallowTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or TransformerConfig()
         c1, c2, c3 = cfg.channels
-        self.encoder = nn.Sequential(
-            _tf_conv_block(1, c1), _tf_conv_block(c1, c2), _tf_conv_block(c2, c3)
-        )
+        self.encoder = nn.Sequential(_conv_block(1, c1), _conv_block(c1, c2), _conv_block(c2, c3))
         self.pre_proj = nn.Linear(c3, cfg.d_model)
         layer = nn.TransformerEncoderLayer(
             cfg.d_model,
@@ -64,7 +62,7 @@ class ShallowTransformer(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.post_proj = nn.Linear(cfg.d_model, c3)
         self.decoder = nn.Sequential(
-            _tf_conv_block(c3, c2), _tf_conv_block(c2, c1), nn.Conv2d(c1, 1, 3, padding=1)
+            _conv_block(c3, c2), _conv_block(c2, c1), nn.Conv2d(c1, 1, 3, padding=1)
         )
         init_seed_weights(self)
 
