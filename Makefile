@@ -5,13 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.setup-stamp
-NOTEBOOKS := crn transformer dpt lite evaluate vad
+# Every notebook with Kaggle metadata (kernel-metadata/NAME.json; `_`-files are not notebooks).
+NOTEBOOKS := $(sort $(filter-out _%,$(basename $(notdir $(wildcard kernel-metadata/*.json)))))
+KAGGLE_OPS := push status wait pull resume
+POLL ?= 15
 SHARED_DATA ?= ../shared/data
 BUDGET ?= 3
 
 .PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
-        $(addprefix push-,$(NOTEBOOKS)) $(addprefix status-,$(NOTEBOOKS)) \
-        $(addprefix wait-,$(NOTEBOOKS)) $(addprefix pull-,$(NOTEBOOKS))
+        $(foreach op,$(KAGGLE_OPS),$(addprefix $(op)-,$(NOTEBOOKS)))
 
 setup: $(STAMP)
 
@@ -53,16 +55,20 @@ testset: setup
 report: setup
 	$(PY) -m builders.kaggle report
 
-resume-%: setup
-	$(PY) -m builders.kaggle push $* --resume
-push-%: setup
+# Static pattern rules: GNU make never applies a plain pattern rule (`push-%:`) to a .PHONY
+# target, which made `make push-dpt` print "Nothing to be done". POLL: first wait interval, s.
+$(addprefix push-,$(NOTEBOOKS)): push-%: setup
 	$(PY) -m builders.kaggle push $*
-status-%: setup
+$(addprefix resume-,$(NOTEBOOKS)): resume-%: setup
+	$(PY) -m builders.kaggle push $* --resume
+$(addprefix status-,$(NOTEBOOKS)): status-%: setup
 	$(PY) -m builders.kaggle status $*
-wait-%: setup
-	$(PY) -m builders.kaggle wait $*
-pull-%: setup
+$(addprefix wait-,$(NOTEBOOKS)): wait-%: setup
+	$(PY) -m builders.kaggle wait $* --poll $(POLL)
+$(addprefix pull-,$(NOTEBOOKS)): pull-%: setup
 	$(PY) -m builders.kaggle pull $*
+push-% status-% wait-% pull-% resume-%:
+	@echo "error: no notebook '$*' (no kernel-metadata/$*.json); choose one of: $(NOTEBOOKS)" >&2; exit 2
 
 demo: setup
 	$(PY) -m common.demo --ckpt checkpoints/lite-dev.pt

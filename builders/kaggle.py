@@ -24,10 +24,11 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from builders.kaggle_cli import KaggleCli, KernelNotFound, KernelStatus
+from builders.kaggle_cli import ACTIVE_STATES, KaggleCli, KernelNotFound, KernelStatus
 from builders.outputs import verify_outputs
 from builders.registry import (
     Registry,
@@ -72,6 +73,9 @@ class OpsConfig:
     backoff: float = 1.5
     wait_timeout_s: float = 13 * 3600.0  # Kaggle's 12 h GPU session plus time in the queue
     max_status_failures: int = 5
+    # How long after a push an unlabelled status that says "finished" for a version never seen
+    # queued or running is taken for the previous session's (older CLIs cannot ask by version).
+    stale_grace_s: float = 600.0
 
 
 BuildFn = Callable[[str, "str | None"], Path]
@@ -204,25 +208,67 @@ def _kernel_ref(name: str, registry: Registry) -> str:
     )
 
 
+def _labelled_version(run: RunRecord | None, cli: KaggleCli) -> int | None:
+    """The version to ask Kaggle about by label; None: the CLI can only ask for the latest."""
+    if run is None or run.version is None or run.version_inferred or not cli.version_labels:
+        return None
+    return run.version
+
+
+def _seconds_since_push(run: RunRecord) -> float:
+    try:
+        pushed = datetime.fromisoformat(run.pushed_at)
+    except ValueError:
+        return float("inf")
+    return (datetime.now(UTC) - pushed).total_seconds()
+
+
+def _may_be_previous_session(
+    run: RunRecord, status: KernelStatus, registry: Registry, labelled: bool, age_s: float, cfg
+) -> bool:
+    """An unlabelled "finished" for a version never seen queued or running, soon after its push:
+    Kaggle may still be describing the previous version's session."""
+    return (
+        not labelled
+        and status.finished
+        and not run.seen_active
+        and registry.before(run) is not None
+        and age_s < cfg.stale_grace_s
+    )
+
+
 def _record_status(run: RunRecord, status: KernelStatus) -> None:
     run.status = status.state
     run.failure_message = status.failure_message
     run.status_at = utc_now()
+    if status.state in ACTIVE_STATES:
+        run.seen_active = True
+
+
+def _hashes(files: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {k: v["sha256"] for k, v in files.items()}
 
 
 def _pull_run(run: RunRecord, registry: Registry, cfg: OpsConfig, cli: KaggleCli) -> Path:
-    """Download the latest outputs of `run.kernel` into results/NAME/vN/, checked and recorded."""
+    """Download `run`'s outputs into results/NAME/vN/, checked and recorded."""
     dest = cfg.results_dir / run.name / run.version_dir_name
     staging = dest.with_name(dest.name + ".incoming")
     if staging.exists():
         shutil.rmtree(staging)  # left by an interrupted pull of ours
-    cli.output(run.kernel, staging)
+    cli.output(run.kernel, staging, _labelled_version(run, cli))
     files = verify_outputs(staging)
+    previous = registry.before(run)
+    if previous is not None and previous.files and _hashes(previous.files) == _hashes(files):
+        # Kaggle answered with the previous session's files: saving them as this version would
+        # mark it pulled and let the next push hide its real outputs.
+        shutil.rmtree(staging)
+        raise UserError(
+            f"Kaggle served {previous.label}'s outputs (identical files) for {run.label} of "
+            f"{run.kernel}: nothing saved; run `make pull-{run.name}` again in a few minutes"
+        )
     if dest.exists() and any(dest.iterdir()):
         earlier = verify_outputs(dest)
-        if {k: v["sha256"] for k, v in earlier.items()} != {
-            k: v["sha256"] for k, v in files.items()
-        }:
+        if _hashes(earlier) != _hashes(files):
             raise UserError(
                 f"{dest} already holds a different download of {run.label}; the new one is in "
                 f"{staging}: compare them, keep one as {dest} and delete the other"
@@ -271,6 +317,34 @@ def _check_summary(run: RunRecord, dest: Path) -> None:
         )
 
 
+def check_sources(name: str, meta: dict[str, Any], cli: KaggleCli) -> None:
+    """Refuse, before anything is pushed, a dataset or kernel source Kaggle does not show.
+
+    Kaggle itself only prints "The following are not valid dataset sources" and runs the
+    notebook anyway, which then spends a GPU session failing to find its data.
+    """
+    own = str(meta["id"])
+    where = f"kernel-metadata/{name}.json"
+    for source in meta.get("dataset_sources") or []:
+        try:
+            cli.dataset_status("/".join(source.split("/")[:2]))
+        except KernelNotFound:
+            raise UserError(
+                f"dataset source {source!r} is not on Kaggle (or not visible to you): fix "
+                f"dataset_sources in {where} (or _defaults.json); nothing was pushed"
+            ) from None
+    for source in meta.get("kernel_sources") or []:
+        if source == own:
+            continue  # --resume attaches the kernel's own outputs: the guard has checked it
+        try:
+            cli.status(source)
+        except KernelNotFound:
+            raise UserError(
+                f"kernel source {source!r} is not on Kaggle (or not visible to you): push that "
+                f"notebook first, or remove it from kernel_sources in {where}; nothing was pushed"
+            ) from None
+
+
 def _guard_previous(
     name: str, ref: str, registry: Registry, cfg: OpsConfig, cli: KaggleCli
 ) -> None:
@@ -280,21 +354,33 @@ def _guard_previous(
         previous = None  # the notebook now pushes to another kernel; that one stays reachable
     if previous is not None and previous.pulled_at is not None:
         return
+    version = _labelled_version(previous, cli)
     try:
-        status = cli.status(ref)
-    except KernelNotFound:
+        status = cli.status(ref, version)
+    except KernelNotFound as exc:
         if previous is None:
-            return  # a new kernel: nothing to lose
-        raise
+            # Kaggle answers 403, not 404, for a kernel that does not exist: one this registry
+            # has never pushed is new, and there is nothing to lose.
+            print(f"{ref}: not on Kaggle yet: pushing it as a new kernel")
+            return
+        raise UserError(
+            f"{previous.label} ({ref}) is recorded in {registry.path} but its status cannot be "
+            f"read ({exc}); a new push could hide its outputs: check the slug and credentials"
+        ) from None
     if previous is None:
         # Pushed from the Kaggle UI or another clone: keep its outputs under an unknown version.
         commit = "unknown"
         previous = registry.add(RunRecord(name, ref, None, utc_now(), commit, url=None))
-    _record_status(previous, status)
+    stale = _may_be_previous_session(
+        previous, status, registry, version is not None, _seconds_since_push(previous), cfg
+    )
+    if not stale:
+        _record_status(previous, status)
     registry.save()
-    if not status.finished:
+    if stale or not status.finished:
+        state = "starting" if stale else status.state
         raise UserError(
-            f"{previous.label} ({ref}) is still {status.state} on Kaggle and a new push would make "
+            f"{previous.label} ({ref}) is still {state} on Kaggle and a new push would make "
             f"its outputs unreachable: run `make wait-{name}` and `make pull-{name}` first"
         )
     print(f"{previous.label}: saving its outputs before the new push")
@@ -334,6 +420,7 @@ def push(
     ref = str(meta["id"])
 
     _guard_previous(name, ref, registry, cfg, cli)
+    check_sources(name, meta, cli)
 
     resume_from = None
     if resume:
@@ -388,7 +475,18 @@ def push(
     registry.save()
     note = " (uncommitted changes: the record's commit is not the whole story)" if dirty else ""
     print(f"pushed {run.label} as {ref}: {result.url}{note}")
+    if result.warnings:
+        # The sources were checked before the push; Kaggle disagreeing now is rare but costly.
+        raise UserError(
+            f"{run.label} was pushed but Kaggle dropped some of its inputs ({'; '.join(result.warnings)}): "
+            f"stop the run at {result.url} and fix kernel-metadata/{name}.json"
+        )
     return run
+
+
+def _tracked_run(name: str, ref: str, registry: Registry) -> RunRecord | None:
+    run = registry.latest(name)
+    return run if run is not None and run.kernel == ref else None
 
 
 def status(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) -> KernelStatus:
@@ -397,13 +495,20 @@ def status(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None
     cli.credentials()
     registry = load_registry(cfg.results_dir)
     ref = _kernel_ref(name, registry)
-    st = cli.status(ref)
-    run = registry.latest(name)
-    if run is not None and run.kernel == ref:
-        _record_status(run, st)
-        registry.save()
+    run = _tracked_run(name, ref, registry)
+    version = _labelled_version(run, cli)
+    st = cli.status(ref, version)
+    note = ""
+    if run is not None:
+        if _may_be_previous_session(
+            run, st, registry, version is not None, _seconds_since_push(run), cfg
+        ):
+            note = " (this may still be the previous version's session: Kaggle has not shown this one running yet)"
+        else:
+            _record_status(run, st)
+            registry.save()
     label = run.label if run is not None else name
-    print(f"{label} ({ref}): {st.state}")
+    print(f"{label} ({ref}): {st.state}{note}")
     if st.failure_message:
         print(f"failure message: {st.failure_message}")
     return st
@@ -416,21 +521,30 @@ def wait(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> KernelStatus:
-    """Poll with back-off until the run finishes; UserError on ERROR, cancel or the time limit."""
+    """Poll with back-off until the run finishes; UserError on ERROR, cancel or the time limit.
+
+    A "finished" that may still describe the previous version's session (see
+    `_may_be_previous_session`) does not end the wait.
+    """
     cfg = cfg or OpsConfig()
     cli = cli or KaggleCli()
     cli.credentials()
     registry = load_registry(cfg.results_dir)
     ref = _kernel_ref(name, registry)
-    run = registry.latest(name)
+    run = _tracked_run(name, ref, registry)
+    version = _labelled_version(run, cli)
     label = run.label if run is not None else name
-    start, interval, last, failures = clock(), cfg.poll_s, None, 0
+    age_at_start = _seconds_since_push(run) if run is not None else float("inf")
+    start, interval, last, failures, said_stale = clock(), cfg.poll_s, None, 0, False
     while True:
+        age = age_at_start + clock() - start
         try:
-            st = cli.status(ref)
+            st = cli.status(ref, version)
             failures = 0
         except KernelNotFound:
-            raise
+            if version is None or age >= cfg.stale_grace_s:
+                raise
+            st = None  # a version label Kaggle does not know yet, right after the push
         except UserError as exc:
             # A flaky network must not end a 10-hour wait; repeated failures do.
             failures += 1
@@ -438,11 +552,23 @@ def wait(
                 raise
             print(f"{label}: status check failed ({exc}); retrying", file=sys.stderr)
             st = None
+        if (
+            st is not None
+            and run is not None
+            and _may_be_previous_session(run, st, registry, version is not None, age, cfg)
+        ):
+            if not said_stale:
+                print(
+                    f"{label} ({ref}): Kaggle still reports the previous session ({st.state}); "
+                    "waiting for this version to start"
+                )
+                said_stale = True
+            st = None
         if st is not None and st.state != last:
             elapsed = int(clock() - start)
             print(f"[{time.strftime('%H:%M:%S')} +{elapsed}s] {label} ({ref}): {st.state}")
             last = st.state
-            if run is not None and run.kernel == ref:
+            if run is not None:
                 _record_status(run, st)
                 registry.save()
         if st is not None and st.finished:
@@ -465,7 +591,7 @@ def wait(
 
 
 def pull(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) -> Path:
-    """Download the latest version's outputs and log into results/NAME/vN/ (checked)."""
+    """Download the latest pushed version's outputs and log into results/NAME/vN/ (checked)."""
     cfg = cfg or OpsConfig()
     cli = cli or KaggleCli()
     cli.credentials()
@@ -475,7 +601,15 @@ def pull(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) 
         raise UserError(
             f"no push of {name!r} recorded in {registry.path}: run `make push-{name}` first"
         )
-    st = cli.status(run.kernel)
+    version = _labelled_version(run, cli)
+    st = cli.status(run.kernel, version)
+    if _may_be_previous_session(
+        run, st, registry, version is not None, _seconds_since_push(run), cfg
+    ):
+        raise UserError(
+            f"{run.label} has not started on Kaggle yet (its status still describes the previous "
+            f"session): run `make wait-{name}` first"
+        )
     _record_status(run, st)
     registry.save()
     if not st.finished:

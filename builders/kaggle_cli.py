@@ -5,21 +5,25 @@ CLI is never imported here. The wrapper turns the CLI's quirks into plain result
 `UserError`s:
 - `kernels push` exits 0 when Kaggle rejects the push ("Kernel push error: ...");
 - `kernels status` exits 0 for every state and prints the enum's class name;
-- missing credentials print a long help text to stdout, so they are detected here first.
+- missing credentials print a long help text to stdout, so they are detected here first;
+- errors come with hint lines after them (2.2.5), so the whole output is read, not its last line;
+- 2.2.5 sends `owner/slug/N` as a version label: status and outputs then belong to version N
+  instead of to whatever session Kaggle calls the latest (`version_labels`).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from common.errors import UserError
 
@@ -59,8 +63,25 @@ class KernelStatus:
         return self.state in TERMINAL_STATES
 
 
+# kaggle 2.2.5 is the first CLI that sends `owner/slug/N` to the API as a version label.
+VERSION_LABELS_SINCE = (2, 2, 5)
+# Kaggle answers 403 "Permission 'kernels.get' was denied", not 404, for a kernel that does not
+# exist (kaggle-cli PR #951), and the CLI prints the same for a 401: it cannot be told apart from
+# "not yours". Callers decide what it means (a never-pushed kernel is new).
+DENIED = "Permission 'kernels.get' was denied"
+
+
 class KernelNotFound(UserError):
-    """The kernel does not exist on Kaggle (yet)."""
+    """Kaggle does not show the kernel (or dataset): it does not exist, or is not visible to us."""
+
+
+def cli_version() -> tuple[int, ...] | None:
+    """The installed kaggle CLI's version, e.g. (2, 2, 5); None when it is not installed."""
+    try:
+        text = importlib.metadata.version("kaggle")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
 
 
 def _config_dir(env: Mapping[str, str]) -> Path:
@@ -97,12 +118,39 @@ def find_credentials(env: Mapping[str, str] | None = None) -> Credentials:
     oauth = home / ".kaggle" / "credentials.json"
     if oauth.is_file():
         return Credentials(str(oauth), env.get("KAGGLE_USERNAME"))
+    if config.is_file():
+        # The file is there but incomplete: naming it beats the generic help.
+        missing = [k for k in ("username", "key") if not (isinstance(data, dict) and data.get(k))]
+        raise UserError(
+            f"{config}: no {' or '.join(repr(k) for k in missing)} in it; download a new API "
+            "token from https://www.kaggle.com/settings/api and save it there"
+        )
     raise UserError(CREDENTIALS_HELP)
 
 
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
+
+
+def error_line(stdout: str, stderr: str) -> str:
+    """The line that says what went wrong, from the CLI's whole output.
+
+    The CLI prints the error first and hints after it ("To search for one, try 'kaggle search
+    <query>'."); a crash ends with the exception line of its traceback.
+    """
+    for text in (stderr, stdout):
+        if "Traceback (most recent call last)" in text:
+            return _last_line(text)
+        # Download progress bars (tqdm, carriage-return separated) are not messages.
+        lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+        lines = [ln for ln in lines if not _PROGRESS.search(ln)]
+        if lines:
+            return lines[0]
+    return ""
+
+
+_PROGRESS = re.compile(r"\d+%\|.*\|")
 
 
 def parse_push_output(stdout: str) -> PushResult:
@@ -133,11 +181,28 @@ def parse_status_output(stdout: str) -> KernelStatus:
 
 
 class KaggleCli:
-    """Runs `python -m kaggle ...` with the current environment (or `env`)."""
+    """Runs `python -m kaggle ...` with the current environment (or `env`).
 
-    def __init__(self, env: Mapping[str, str] | None = None, timeout_s: float = 600.0) -> None:
+    `version_labels`: ask for a given version's status and outputs (`owner/slug/N`); None uses
+    them when the installed CLI sends them (2.2.5+). Older CLIs drop the `/N` and answer for
+    the latest session, which right after a push may still be the previous version's.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = 600.0,
+        version_labels: bool | None = None,
+    ) -> None:
         self.env = dict(os.environ if env is None else env)
         self.timeout_s = timeout_s
+        if version_labels is None:
+            version = cli_version()
+            version_labels = version is not None and version >= VERSION_LABELS_SINCE
+        self.version_labels = version_labels
+
+    def _ref(self, ref: str, version: int | None) -> str:
+        return f"{ref}/{version}" if version is not None and self.version_labels else ref
 
     def credentials(self) -> Credentials:
         return find_credentials(self.env)
@@ -148,7 +213,7 @@ class KaggleCli:
         if importlib.util.find_spec("kaggle") is None:
             raise UserError(
                 "the kaggle CLI is not installed in this environment: run `make setup` "
-                "(or pip install 'kaggle==2.2.4' six)"
+                "(or pip install 'kaggle>=2.2.5' six)"
             )
         cmd = [sys.executable, "-m", "kaggle", "-W", *args]
         label = "kaggle " + " ".join(args[:2])
@@ -173,16 +238,18 @@ class KaggleCli:
                 "https://www.kaggle.com/settings/api"
             )
         if proc.returncode != 0:
-            reason = _last_line(err) or _last_line(out) or f"exit code {proc.returncode}"
-            if "Permission 'kernels.get' was denied" in reason:
-                # The CLI turns 401/403 into a long hint about benchmark slugs; say it plainly.
-                raise UserError(
-                    f"{label}: Kaggle denied access: check the owner/slug, and that the "
-                    f"credentials from {self.credentials().source} are current"
+            whole = f"{out}\n{err}"
+            reason = error_line(out, err) or f"exit code {proc.returncode}"
+            if DENIED in whole:
+                # The CLI's own text is a paragraph about benchmark slugs; say it plainly.
+                raise KernelNotFound(
+                    f"{label}: Kaggle denied access ({DENIED}): the kernel does not exist yet, "
+                    "is not yours, or the credentials from "
+                    f"{self.credentials().source} are not current"
                 )
-            if re.search(r"\b404\b|not found", reason, re.IGNORECASE):
+            if re.search(r"\b404\b|not found", whole, re.IGNORECASE):
                 raise KernelNotFound(f"{label}: {reason}")
-            if re.search(r"Connection refused|Max retries exceeded|NameResolution", reason):
+            if re.search(r"Connection refused|Max retries exceeded|NameResolution", whole):
                 raise UserError(f"{label}: cannot reach Kaggle ({reason[:200]}); retry later")
             raise UserError(f"{label} failed: {reason[:300]}")
         if "ModuleNotFoundError" in err:
@@ -190,18 +257,36 @@ class KaggleCli:
         return out, err
 
     def push(self, kernel_dir: Path, timeout_s: float | None = None) -> PushResult:
+        """Push; Kaggle's notes on dropped sources come back in `PushResult.warnings`."""
         out, _ = self.run(["kernels", "push", "-p", str(kernel_dir)], timeout_s)
-        result = parse_push_output(out)
-        for note in result.warnings:
-            warnings.warn(f"{kernel_dir}: {note}", stacklevel=2)
-        return result
+        return parse_push_output(out)
 
-    def status(self, ref: str) -> KernelStatus:
-        out, _ = self.run(["kernels", "status", ref])
+    def status(self, ref: str, version: int | None = None) -> KernelStatus:
+        """The state of `version`'s session where the CLI can ask for it, else of the latest."""
+        out, _ = self.run(["kernels", "status", self._ref(ref, version)])
         return parse_status_output(out)
 
-    def output(self, ref: str, dest: Path, timeout_s: float = 3600.0) -> list[Path]:
-        """Download the latest version's outputs and log into `dest`; returns the files there."""
+    def dataset_status(self, ref: str) -> str:
+        """A dataset's state ("ready", ...); KernelNotFound when Kaggle does not show it."""
+        out, _ = self.run(["datasets", "status", ref])
+        return out.strip().splitlines()[-1].strip() if out.strip() else ""
+
+    def output(
+        self, ref: str, dest: Path, version: int | None = None, timeout_s: float = 3600.0
+    ) -> list[Path]:
+        """Download a version's outputs and log into `dest` (see `status` for which version)."""
         dest.mkdir(parents=True, exist_ok=True)
-        self.run(["kernels", "output", ref, "-p", str(dest), "-o"], timeout_s)
+        try:
+            self.run(
+                ["kernels", "output", self._ref(ref, version), "-p", str(dest), "-o"], timeout_s
+            )
+        except UserError as exc:
+            # 2.2.5 stops on a failed file download (2.2.4 saved the error page as the file).
+            failed = re.search(r"(\d{3} \w+ Error: [\w ]+) for url: \S*/([^/\s]+)$", str(exc))
+            if failed:
+                raise UserError(
+                    f"{unquote(failed.group(2))}: the download failed ({failed.group(1)}), a "
+                    "storage error that is usually transient: pull again"
+                ) from None
+            raise
         return sorted(p for p in dest.rglob("*") if p.is_file())

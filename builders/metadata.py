@@ -2,7 +2,7 @@
 
 `kernel-metadata/_defaults.json` holds what every notebook shares (GPU, internet, the dataset);
 `kernel-metadata/NAME.json` holds its `slug`, `title` and optional extras. The checks mirror
-`KaggleApi.kernels_push` in kaggle 2.2.4 (kaggle/api/kaggle_api_extended.py), so a bad field fails
+`KaggleApi.kernels_push` in kaggle 2.2.5 (kaggle/api/kaggle_api_extended.py), so a bad field fails
 here, in one line, instead of after an upload.
 """
 
@@ -39,8 +39,24 @@ KNOWN_KEYS = frozenset(
 LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 PINNING_TYPES = ("original", "latest")
-# The shapes kagglesdk documents for ApiSaveKernelRequest.machine_shape.
-MACHINE_SHAPES = ("NvidiaTeslaT4", "NvidiaTeslaP100", "Tpu1VmV38")
+# The accelerators the kaggle CLI's docs/kernels.md lists, less the retired ones: Kaggle silently
+# runs a retired shape on its default instead (kaggle 2.2.5 warns), so a push asking for one would
+# not get what it says.
+MACHINE_SHAPES = (
+    "NvidiaTeslaT4",
+    "NvidiaTeslaT4Highmem",
+    "NvidiaL4",
+    "NvidiaL4X1",
+    "NvidiaTeslaA100",
+    "NvidiaH100",
+    "TpuV5E8",
+    "TpuV6E8",
+)
+RETIRED_MACHINE_SHAPES = {
+    "NvidiaTeslaP100": "NvidiaTeslaT4",
+    "TpuV38": "TpuV5E8",
+    "Tpu1VmV38": "TpuV5E8",
+}
 
 
 def _read_json(path: Path) -> dict:
@@ -217,6 +233,12 @@ def validate_metadata(meta: dict, kernel_dir: Path, *, origin: str | None = None
             where, f"docker_image_pinning_type {pinning!r} must be one of {list(PINNING_TYPES)}"
         )
     shape = meta.get("machine_shape")
+    if shape in RETIRED_MACHINE_SHAPES:
+        raise _fail(
+            where,
+            f"machine_shape {shape!r} is retired on Kaggle (sessions would run on the default "
+            f"instead); use {RETIRED_MACHINE_SHAPES[shape]!r}",
+        )
     if shape is not None and shape not in MACHINE_SHAPES:
         raise _fail(where, f"machine_shape {shape!r} must be one of {list(MACHINE_SHAPES)}")
 

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ REGISTRY_FORMAT = 1
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 @dataclass
@@ -43,6 +43,9 @@ class RunRecord:
     status: str | None = None
     failure_message: str | None = None
     status_at: str | None = None
+    # Kaggle showed this version QUEUED or RUNNING: a later finished state is its own, not the
+    # previous session's (an unlabelled status can lag behind a push).
+    seen_active: bool = False
     pulled_at: str | None = None
     pulled_dir: str | None = None  # relative to the results folder, e.g. "dpt/v3"
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {sha256, bytes}
@@ -73,6 +76,11 @@ class Registry:
             if run.name == name and run.version == version:
                 return run
         return None
+
+    def before(self, run: RunRecord) -> RunRecord | None:
+        """The version of the same kernel recorded just before `run`."""
+        earlier = [r for r in self.runs[: self.runs.index(run)] if r.kernel == run.kernel]
+        return earlier[-1] if earlier else None
 
     def add(self, run: RunRecord) -> RunRecord:
         self.runs.append(run)

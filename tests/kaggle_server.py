@@ -3,9 +3,19 @@
 The CLI is pointed at it with `KAGGLE_API_ENVIRONMENT=LOCALHOST` (calls go to
 `http://localhost/api/v1/<service>/<Method>`) and `HTTP_PROXY=http://127.0.0.1:PORT`, so the
 calls arrive here as absolute-URL proxy requests. It implements what `kernels push / status /
-output / pull` use (SaveKernel, GetKernelSessionStatus, ListKernelSessionOutput with paging and
-plain-GET file downloads, GetKernel) plus token introspection, checks the credentials, and
-records every request. It binds 127.0.0.1 only, serves from a daemon thread and stops by itself
+output / pull` and `datasets status` use (SaveKernel, GetKernelSessionStatus,
+ListKernelSessionOutput with paging and plain-GET file downloads, GetKernel, GetDatasetStatus)
+plus token introspection, checks the credentials, and records every request.
+
+It can also behave the way the real service does where that hurts a client:
+- `unknown_kernel_code=403`: "Permission 'kernels.get' was denied" for a kernel that does not
+  exist (Kaggle's answer since kaggle-cli PR #951), instead of 404;
+- `stale_calls=N`: right after a push, the next N unlabelled status calls, and the next N
+  unlabelled output listings, still describe the previous version's session;
+- version labels (`versionLabel: "vN"`, sent by kaggle 2.2.5 for `owner/slug/N`) select that
+  version's session, with no staleness;
+- a dataset or kernel source it does not know is reported in `invalidDatasetSources` /
+  `invalidKernelSources` and the push goes ahead anyway. It binds 127.0.0.1 only, serves from a daemon thread and stops by itself
 after `timeout_s`.
 
 Standalone, for a demo of the whole push -> wait -> pull -> report flow:
@@ -191,8 +201,16 @@ class FakeKaggle:
         seconds_per_state: float | None = None,
         timeout_s: float = 120.0,
         port: int = 0,
+        unknown_kernel_code: int = 404,
+        stale_calls: int = 0,
+        datasets: tuple[str, ...] = ("earth16/libri-speech-noise-dataset",),
     ) -> None:
         self.username, self.key, self.token = username, key, token
+        self.unknown_kernel_code = unknown_kernel_code
+        self.stale_calls = stale_calls
+        self.datasets = set(datasets)
+        self._stale_left: dict[tuple[str, str], int] = {}  # (ref, method) -> stale answers left
+        self._listing: dict[str, FakeRun] = {}
         self.output_page_size = output_page_size
         self.seconds_per_state = seconds_per_state  # None: each status call advances one state
         self.timeout_s = timeout_s
@@ -311,6 +329,11 @@ class FakeKaggle:
         if not self._authorized(auth):
             return 401, {"code": 401, "message": "Unauthenticated"}
         service, _, method = call.partition("/")
+        if call == "datasets.DatasetApiService/GetDatasetStatus":
+            ref = f"{body.get('ownerSlug', '')}/{body.get('datasetSlug', '')}"
+            if ref in self.datasets:
+                return 200, {"status": "READY"}
+            return 404, {"code": 404, "message": f"Dataset {ref} not found"}
         if service != "kernels.KernelsApiService":
             return 404, {"code": 404, "message": f"not implemented here: {call}"}
         if method == "SaveKernel":
@@ -318,8 +341,13 @@ class FakeKaggle:
         ref = f"{body.get('userName', '')}/{body.get('kernelSlug', '')}"
         runs = self.kernels.get(ref)
         if not runs:
+            if self.unknown_kernel_code == 403:
+                return 403, {"code": 403, "message": "Permission 'kernels.get' was denied"}
             return 404, {"code": 404, "message": f"Notebook {ref} not found"}
-        run = runs[-1]  # like Kaggle: only the latest version is reachable
+        run = self._session(ref, runs, method, body)
+        if run is None:
+            label = body.get("versionLabel")
+            return 404, {"code": 404, "message": f"Notebook {ref} version {label} not found"}
         if method == "GetKernelSessionStatus":
             state = self._state(run)
             answer = {"status": state}
@@ -337,6 +365,24 @@ class FakeKaggle:
             return 200, {"blob": blob, "metadata": meta}
         return 404, {"code": 404, "message": f"not implemented here: {call}"}
 
+    def _session(self, ref: str, runs: list[FakeRun], method: str, body: dict) -> FakeRun | None:
+        """The version a call is about: the labelled one, else the latest, except that right
+        after a push the unlabelled status and outputs lag behind (`stale_calls`). Later pages
+        of an output listing stay with the version of its first page."""
+        label = body.get("versionLabel")
+        if label:
+            return next((r for r in runs if f"v{r.version}" == label), None)
+        if method == "ListKernelSessionOutput" and body.get("pageToken"):
+            return self._listing.get(ref, runs[-1])
+        run = runs[-1]
+        left = self._stale_left.get((ref, method), 0)
+        if left > 0:
+            self._stale_left[(ref, method)] = left - 1
+            run = runs[-2] if len(runs) > 1 else run
+        if method == "ListKernelSessionOutput":
+            self._listing[ref] = run
+        return run
+
     def _save_kernel(self, body: dict[str, Any]) -> tuple[int, Any]:
         ref = str(body.get("slug") or "")
         if self._rejections:
@@ -344,9 +390,20 @@ class FakeKaggle:
         if ref.count("/") != 1 or not ref.startswith(self.username + "/"):
             return 200, {"ref": "", "url": "", "error": f"Cannot push to {ref!r}"}
         plan = self._plans.pop(0) if self._plans else RunPlan()
+        invalid_datasets = [
+            d for d in body.get("datasetDataSources") or [] if d not in self.datasets
+        ]
+        invalid_kernels = [k for k in body.get("kernelDataSources") or [] if k not in self.kernels]
         run = self._new_version(ref, body, plan)
+        for method in ("GetKernelSessionStatus", "ListKernelSessionOutput"):
+            self._stale_left[(ref, method)] = self.stale_calls
         url = f"http://localhost/code/{ref}"
-        return 200, {"ref": "/code/" + ref, "url": url, "versionNumber": run.version}
+        answer = {"ref": "/code/" + ref, "url": url, "versionNumber": run.version}
+        if invalid_datasets:
+            answer["invalidDatasetSources"] = invalid_datasets
+        if invalid_kernels:
+            answer["invalidKernelSources"] = invalid_kernels
+        return 200, answer
 
     def _list_output(self, ref: str, run: FakeRun, body: dict[str, Any]) -> dict[str, Any]:
         names = sorted(run.outputs)
@@ -448,9 +505,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-seconds", type=float, default=5.0, help="time per run state")
     parser.add_argument("--home", default="/tmp/fake-kaggle-home")
     parser.add_argument("--results", default="/tmp/fake-kaggle-results")
+    parser.add_argument(
+        "--unknown-403", action="store_true", help="answer 403 for unknown kernels, like Kaggle"
+    )
+    parser.add_argument(
+        "--stale-calls", type=int, default=0, help="lagging status/output answers after a push"
+    )
     args = parser.parse_args(argv)
     server = FakeKaggle(
-        port=args.port, timeout_s=args.timeout, seconds_per_state=args.state_seconds
+        port=args.port,
+        timeout_s=args.timeout,
+        seconds_per_state=args.state_seconds,
+        unknown_kernel_code=403 if args.unknown_403 else 404,
+        stale_calls=args.stale_calls,
     )
     measured_demo_metrics()  # compute once before the first push
     server.start()

@@ -362,7 +362,8 @@ def test_pull_warns_when_the_summary_comes_from_another_commit(fake, cli, cfg, t
 def test_pull_refuses_an_http_error_body_saved_as_a_checkpoint(fake, cli, cfg, tmp_path):
     fake.plan_next_run(statuses=("COMPLETE",), broken=("last.pt",))
     ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
-    with pytest.raises(UserError, match=r"last\.pt: the download is a storage error page"):
+    # kaggle 2.2.4 saved the error page under the file's name; 2.2.5 stops on the HTTP error.
+    with pytest.raises(UserError, match=r"last\.pt: the download (is a storage error page|failed)"):
         ops.pull("nb", cfg=cfg, cli=cli)
     assert not (cfg.results_dir / "nb" / "v1").exists()
     assert load_registry(cfg.results_dir).latest("nb").pulled_at is None
@@ -394,3 +395,115 @@ def test_push_wait_pull_report_end_to_end_through_the_entry_points(
     assert f"**{pesq:.3f}**" in row and f"({si_sdr_delta:+.2f})" in row
     assert summary["device"] in row
     assert (results / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- the real service's ways
+
+
+def test_the_error_line_is_read_from_the_whole_output_not_its_last_line():
+    from builders.kaggle_cli import error_line
+
+    hints = (
+        "Notebook a/b-kernel not found\n\nThe resource was not found. Check the spelling.\n"
+        "To search for one, try 'kaggle search <query>'.\n"
+    )
+    assert error_line("", hints) == "Notebook a/b-kernel not found"
+    progress = (
+        "  0%|          | 0.00/1.73k [00:00<?, ?B/s]\r403 Client Error: Forbidden for url: u\n"
+    )
+    assert error_line("", progress) == "403 Client Error: Forbidden for url: u"
+    crash = "Traceback (most recent call last):\n  File x\nModuleNotFoundError: six\n"
+    assert error_line("", crash) == "ModuleNotFoundError: six"
+
+
+def test_a_kaggle_json_without_a_key_is_named(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    config = home / ".kaggle" / "kaggle.json"
+    config.write_text('{"username": "me"}')
+    with pytest.raises(UserError) as info:
+        find_credentials({"HOME": str(home)})
+    assert str(info.value).startswith(f"{config}: no 'key' in it")
+    assert "\n" not in str(info.value)
+    # Credentials from the environment still work beside an incomplete file.
+    env = {"HOME": str(home), "KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k"}
+    assert find_credentials(env).username == "u"
+
+
+def test_the_first_push_of_a_new_kernel_succeeds_when_kaggle_answers_403(tmp_path):
+    with FakeKaggle(unknown_kernel_code=403) as fake:
+        cli = KaggleCli(env=fake.client_env(tmp_path / "home"), timeout_s=60)
+        cfg = ops.OpsConfig(results_dir=tmp_path / "results", poll_s=0.0, max_poll_s=0.0)
+        run = ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+        assert run.version == 1 and len(fake.calls("SaveKernel")) == 1
+        # A kernel this registry knows but Kaggle no longer shows is not taken for a new one:
+        # its outputs would be lost.
+        fake.kernels.clear()
+        with pytest.raises(UserError, match="nb v1 .* status cannot be read"):
+            ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+        assert len(fake.calls("SaveKernel")) == 1
+
+
+def test_an_unknown_kernel_source_stops_the_push_in_one_line(fake, cli, cfg, tmp_path):
+    build = fake_build(tmp_path)
+
+    def with_source(name: str, username: str | None) -> Path:
+        kernel_dir = build(name, username)
+        meta_path = kernel_dir / "kernel-metadata.json"
+        meta = json.loads(meta_path.read_text())
+        meta["kernel_sources"] = ["tester/never-pushed-notebook"]
+        meta_path.write_text(json.dumps(meta))
+        return kernel_dir
+
+    with pytest.raises(UserError, match="kernel source 'tester/never-pushed-notebook'") as info:
+        ops.push("nb", cfg=cfg, cli=cli, build=with_source)
+    assert "\n" not in str(info.value)
+    assert fake.calls("SaveKernel") == [] and load_registry(cfg.results_dir).runs == []
+
+
+@pytest.mark.parametrize("labels", [True, False], ids=["version-labels", "no-labels"])
+def test_wait_and_pull_never_take_the_previous_sessions_answer(tmp_path, capsys, labels):
+    """Right after a push Kaggle's unlabelled status and outputs still describe the previous
+    version. With version labels (kaggle 2.2.5) they are never asked for; without them the stale
+    answer is recognised and waited out."""
+    with FakeKaggle(stale_calls=2) as fake:
+        cli = KaggleCli(env=fake.client_env(tmp_path / "home"), version_labels=labels)
+        cfg = ops.OpsConfig(results_dir=tmp_path / "results", poll_s=0.0, max_poll_s=0.0)
+        build = fake_build(tmp_path)
+        fake.plan_next_run(statuses=("COMPLETE",))
+        ops.push("nb", cfg=cfg, cli=cli, build=build)
+        ops.push("nb", cfg=cfg, cli=cli, build=build)  # pulls v1 first
+        capsys.readouterr()
+
+        assert ops.wait("nb", cfg=cfg, cli=cli, sleep=no_sleep).state == "COMPLETE"
+        out = capsys.readouterr().out
+        states = [ln.rsplit(": ", 1)[-1] for ln in out.splitlines() if "+" in ln]
+        assert states == ["QUEUED", "RUNNING", "COMPLETE"]  # v2's own session, start to end
+        assert ("previous session" in out) is not labels
+
+        if labels:
+            dest = ops.pull("nb", cfg=cfg, cli=cli)
+        else:
+            fake._stale_left[(REF, "ListKernelSessionOutput")] = 1  # a lagging output listing
+            with pytest.raises(UserError, match="served nb v1's outputs .* nothing saved"):
+                ops.pull("nb", cfg=cfg, cli=cli)
+            assert not (cfg.results_dir / "nb" / "v2").exists()
+            assert load_registry(cfg.results_dir).find("nb", 2).pulled_at is None
+            dest = ops.pull("nb", cfg=cfg, cli=cli)  # the next listing is v2's
+        summary = json.loads((dest / "summary.json").read_text())
+        assert dest.name == "v2" and summary["kernel"] == f"{REF}/2"
+        # (the first call asks whether the kernel exists at all: no version to name yet)
+        labelled = [r.body.get("versionLabel") for r in fake.calls("GetKernelSessionStatus")]
+        assert all(labelled[1:]) if labels else not any(labelled)
+
+
+def test_a_finished_previous_session_blocks_pull_right_after_a_push_without_labels(tmp_path):
+    with FakeKaggle(stale_calls=5) as fake:
+        cli = KaggleCli(env=fake.client_env(tmp_path / "home"), version_labels=False)
+        cfg = ops.OpsConfig(results_dir=tmp_path / "results")
+        fake.plan_next_run(statuses=("COMPLETE",))
+        ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+        ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+        with pytest.raises(UserError, match="nb v2 has not started on Kaggle yet"):
+            ops.pull("nb", cfg=cfg, cli=cli)
+        assert load_registry(cfg.results_dir).find("nb", 2).status == "QUEUED"

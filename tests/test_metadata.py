@@ -121,6 +121,7 @@ BAD_FIELDS = [
     ({"model_sources": ["a/b/c/d/latest"]}, "model_sources entry .* integer version"),
     ({"docker_image_pinning_type": "newest"}, "docker_image_pinning_type 'newest' must be one of"),
     ({"machine_shape": "T4"}, "machine_shape 'T4' must be one of"),
+    ({"machine_shape": "NvidiaTeslaP100"}, "'NvidiaTeslaP100' is retired .* use 'NvidiaTeslaT4'"),
     ({"enable_gpus": True}, "unknown key 'enable_gpus'"),
 ]
 
