@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from common.audio import SAMPLE_RATE, StftConfig
+from common.budget import SessionBudget
 from common.checkpoint import json_safe, load_checkpoint
 from common.data import (
     AudioPair,
@@ -27,7 +28,7 @@ from common.data import (
 )
 from common.distributed import launch_processes
 from common.enhance import load_enhancer
-from common.env import describe_environment, format_environment, select_device
+from common.env import EnvInfo, describe_environment, format_environment, select_device
 from common.errors import UserError
 from common.losses import EnhancementLoss, LossConfig
 from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
@@ -50,7 +51,10 @@ class RunParams:
     epochs: int = 30
     batch_size: int = 16
     segment_seconds: float = 3.0
-    max_minutes: float = 690.0  # stop and save before Kaggle's 12-hour session limit
+    # The whole notebook's budget, counted from its first cell (installs, extraction, training,
+    # evaluation, figures): Kaggle stops a session at 720 minutes whatever it is doing.
+    max_minutes: float = 690.0
+    eval_reserve_minutes: float | None = None  # kept for evaluation; None: 2% of max_minutes
     resume_checkpoint: str = ""
     seed: int = 0
     num_workers: int = 2
@@ -71,6 +75,12 @@ class RunParams:
         """Collect the parameters a notebook defined (its parameters cell) by field name."""
         names = {f for f in cls.__dataclass_fields__ if f != "model"}
         return cls(model=model, **{k: namespace[k] for k in names if k in namespace})
+
+    @property
+    def eval_reserve(self) -> float:
+        if self.eval_reserve_minutes is not None:
+            return float(self.eval_reserve_minutes)
+        return 0.02 * self.max_minutes  # 14 min of a 690-min session
 
     @property
     def on_kaggle(self) -> bool:
@@ -96,12 +106,38 @@ class RunEnvironment:
     device: torch.device
     nproc: int
     description: dict
+    budget: SessionBudget
 
 
-def setup_environment(params: RunParams) -> RunEnvironment:
-    """Choose the device and the number of data-parallel processes, and say why."""
+def _refuse_cpu_training_on_kaggle(params: RunParams, env: EnvInfo, device: torch.device) -> None:
+    """On Kaggle with the real data, a CPU fallback would spend the session training ~60x slower."""
+    if device.type != "cpu" or params.device == "cpu" or params.data_source != "kaggle":
+        return
+    if not env.on_kaggle:
+        return
+    if env.gpus:
+        g = env.gpus[0]
+        why = f"GPU {g.name} (sm_{g.capability[0]}{g.capability[1]}) cannot run this torch build"
+    else:
+        why = "no GPU is attached"
+    raise UserError(
+        f"{why}, and training on the CPU would take the whole session: choose the accelerator "
+        "'GPU T4 x2' (machine_shape NvidiaTeslaT4), or set device = 'cpu' in the parameters "
+        "cell to train on the CPU anyway"
+    )
+
+
+def setup_environment(params: RunParams, training: bool = True) -> RunEnvironment:
+    """Choose the device and the number of data-parallel processes, and say why.
+
+    A notebook that trains on Kaggle's data stops here, in one line, when it would fall back to
+    the CPU (unless `device = "cpu"` asks for it); evaluation alone may run on the CPU.
+    """
+    budget = SessionBudget.for_notebook(params.max_minutes)
     env = describe_environment()
     device = select_device(params.device, env)
+    if training:
+        _refuse_cpu_training_on_kaggle(params, env, device)
     usable = [g for g in env.gpus if g.supported]
     if params.nproc == "auto":
         nproc = len(usable) if device.type == "cuda" and len(usable) > 1 else 1
@@ -110,10 +146,15 @@ def setup_environment(params: RunParams) -> RunEnvironment:
     print(format_environment(env, device))
     mode = f"data-parallel on {nproc} processes (DDP)" if nproc > 1 else "single process"
     print(f"training mode: {mode}")
+    print(
+        f"time budget: {params.max_minutes:g} min from the notebook's first cell "
+        f"({budget.elapsed_s() / 60:.1f} min gone), {params.eval_reserve:g} min kept for evaluation"
+    )
     return RunEnvironment(
         device=device,
         nproc=nproc,
         description={**env.to_dict(), "device": str(device), "nproc": nproc},
+        budget=budget,
     )
 
 
@@ -210,7 +251,8 @@ def loss_config(name: str) -> LossConfig:
     raise UserError(f"loss={name!r}: use 'seed' (L1 on log1p magnitude) or 'compressed'")
 
 
-def train_config(params: RunParams) -> TrainConfig:
+def train_config(params: RunParams, max_minutes: float | None = None) -> TrainConfig:
+    """The trainer's settings; `max_minutes`: its own budget (default: the whole of the run's)."""
     return TrainConfig(
         epochs=params.epochs,
         batch_size=params.batch_size,
@@ -218,7 +260,7 @@ def train_config(params: RunParams) -> TrainConfig:
         warmup_epochs=params.warmup_epochs,
         scheduler=params.scheduler,
         patience=params.patience,
-        max_minutes=params.max_minutes,
+        max_minutes=params.max_minutes if max_minutes is None else max_minutes,
         num_workers=params.num_workers,
         seed=params.seed,
         device=params.device,
@@ -226,7 +268,11 @@ def train_config(params: RunParams) -> TrainConfig:
 
 
 def _train_worker(
-    params: RunParams, data: ExperimentData, out_dir: Path, stft_cfg: StftConfig
+    params: RunParams,
+    data: ExperimentData,
+    out_dir: Path,
+    stft_cfg: StftConfig,
+    train_minutes: float | None = None,
 ) -> None:
     torch.manual_seed(params.seed)
     model = build_model(params.model, **params.model_config)
@@ -237,7 +283,7 @@ def _train_worker(
         PairedDataset(data.val, params.segment_seconds, train=False, seed=params.seed)
         if data.val
         else None,
-        train_config(params),
+        train_config(params, train_minutes),
         stft_cfg,
         out_dir,
         resume_from=params.resume_checkpoint or None,
@@ -275,7 +321,10 @@ def run_training(
     if params.resume_checkpoint:
         params.resume_checkpoint = str(locate_resume_checkpoint(params.resume_checkpoint))
     start = time.time()
-    launch_processes(_train_worker, env.nproc, args=(params, data, out_dir, stft_cfg))
+    # Training gets what is left of the session less the evaluation's reserve.
+    minutes = env.budget.training_minutes(params.eval_reserve)
+    print(f"training budget: {minutes:.1f} min")
+    launch_processes(_train_worker, env.nproc, args=(params, data, out_dir, stft_cfg, minutes))
     summary = json.loads((out_dir / "history.json").read_text())
     print(
         f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, best epoch {summary.get('best_epoch')}"
@@ -286,6 +335,9 @@ def run_training(
 # ------------------------------------------------------------------------------- evaluation
 
 
+EVAL_FINISH_RESERVE_S = 120.0
+
+
 @dataclass
 class EnhancedSet:
     items: list[EvalItem]
@@ -293,14 +345,33 @@ class EnhancedSet:
 
 
 def enhance_test_set(
-    ckpt: str | Path, pairs: list[AudioPair], params: RunParams, device: torch.device
+    ckpt: str | Path,
+    pairs: list[AudioPair],
+    params: RunParams,
+    device: torch.device,
+    budget: SessionBudget | None = None,
 ) -> EnhancedSet:
-    """Enhance each test file (whole, or a centred crop of `eval_seconds`) from its checkpoint."""
+    """Enhance each test file (whole, or a centred crop of `eval_seconds`) from its checkpoint.
+
+    With a `budget`, files are enhanced only while enough of the session is left to score them
+    and write the summary (the estimate grows with each file's measured cost): a shorter
+    evaluation beats a session that Kaggle stops before `summary.json` exists.
+    """
     enhancer = load_enhancer(ckpt, device=device)
     segment = params.eval_seconds if params.eval_seconds and params.eval_seconds > 0 else None
     dataset = PairedDataset(pairs, segment_seconds=segment, train=False, seed=params.seed)
     items, start = [], time.time()
     for i in range(len(dataset)):
+        if budget is not None and items:
+            per_item = (time.time() - start) / len(items)
+            # Scoring costs about as much again as enhancing on the CPU; keep 2 min for the rest.
+            needed = 2 * per_item * (len(items) + 1) + EVAL_FINISH_RESERVE_S
+            if budget.remaining_s() < needed:
+                print(
+                    f"time budget: enhanced {len(items)} of {len(dataset)} test files; the rest "
+                    "are skipped so that scoring and the summary finish inside the session"
+                )
+                break
         noisy, clean = (x.numpy() for x in dataset[i])
         enhanced = enhancer.enhance(noisy, SAMPLE_RATE)
         items.append(

@@ -91,7 +91,7 @@ plt.show()
 # %%
 from common.experiment import enhance_test_set, evaluate_enhanced
 
-enhanced = enhance_test_set(out_dir / "best.pt", data.test, params, env.device)
+enhanced = enhance_test_set(out_dir / "best.pt", data.test, params, env.device, env.budget)
 result = evaluate_enhanced(enhanced, out_dir)
 plt.show()
 

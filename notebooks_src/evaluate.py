@@ -34,7 +34,7 @@ from common.experiment import RunParams, checkpoint_overview, find_checkpoint, s
 ckpt_path = find_checkpoint(checkpoint)
 overview = checkpoint_overview(ckpt_path)
 params = RunParams.from_namespace(overview["model"], globals())
-env = setup_environment(params)
+env = setup_environment(params, training=False)
 out_dir = params.resolved_output_dir()
 out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -61,7 +61,7 @@ alignment = alignment_report(data, params)
 # %%
 from common.experiment import enhance_test_set, evaluate_enhanced
 
-enhanced = enhance_test_set(ckpt_path, data.test, params, env.device)
+enhanced = enhance_test_set(ckpt_path, data.test, params, env.device, env.budget)
 result = evaluate_enhanced(enhanced, out_dir)
 plt.show()
 

@@ -1,0 +1,73 @@
+"""The notebook's time budget, counted from its first cell.
+
+Kaggle stops a session 12 hours after it starts, whatever the notebook is doing then: installs,
+archive extraction, training, evaluation and the figures all count. The generated notebook's
+first code cell records when it started (`LSE_NOTEBOOK_STARTED`); training gets what is left
+after a reserve for the evaluation, and the evaluation stops early rather than run past the end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+
+NOTEBOOK_STARTED_ENV = "LSE_NOTEBOOK_STARTED"
+
+
+def _process_start_time() -> float | None:
+    """When this (kernel) process started, from /proc; None where there is no /proc."""
+    try:
+        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+    return boot + int(stat[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
+
+
+def notebook_started_at() -> float:
+    """`time.time()` of the notebook's first cell, else of the kernel's start, else now."""
+    value = os.environ.get(NOTEBOOK_STARTED_ENV)
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return _process_start_time() or time.time()
+
+
+@dataclass(frozen=True)
+class SessionBudget:
+    """`limit_minutes` of wall-clock time from `started_at` (a `time.time()` value)."""
+
+    started_at: float
+    limit_minutes: float
+
+    @classmethod
+    def for_notebook(cls, limit_minutes: float) -> SessionBudget:
+        return cls(notebook_started_at(), limit_minutes)
+
+    def elapsed_s(self) -> float:
+        return time.time() - self.started_at
+
+    def remaining_s(self) -> float:
+        return 60.0 * self.limit_minutes - self.elapsed_s()
+
+    def training_minutes(self, reserve_minutes: float) -> float:
+        """What training may use: the time left less `reserve_minutes` for what follows it."""
+        minutes = (self.remaining_s() / 60.0) - reserve_minutes
+        if minutes < 1.0:
+            raise UserError(
+                f"max_minutes={self.limit_minutes:g}: {self.elapsed_s() / 60:.1f} min have gone "
+                f"before training and {reserve_minutes:g} min are kept for the evaluation, which "
+                "leaves no time to train: raise max_minutes (Kaggle stops a session at 720) or "
+                "lower eval_reserve_minutes"
+            )
+        return minutes

@@ -1,0 +1,108 @@
+"""The notebook's time budget counts from its first cell, and a Kaggle notebook that would train
+on the CPU stops in one line (GPU detection faked)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from common import experiment
+from common.budget import NOTEBOOK_STARTED_ENV, SessionBudget, notebook_started_at
+from common.env import EnvInfo, GpuInfo
+from common.errors import UserError
+from common.experiment import RunParams, setup_environment
+
+
+def kaggle_env(gpus: list[GpuInfo]) -> EnvInfo:
+    return EnvInfo("3.12", "2.x", "12.4", ["sm_75", "sm_80"], gpus, on_kaggle=True)
+
+
+P100 = GpuInfo(0, "Tesla P100-PCIE-16GB", (6, 0), 16.0, False)
+T4 = GpuInfo(0, "Tesla T4", (7, 5), 15.0, True)
+
+
+def test_the_budget_counts_from_the_notebooks_first_cell(monkeypatch):
+    started = time.time() - 600  # the first cell ran 10 minutes ago (installs, extraction, ...)
+    monkeypatch.setenv(NOTEBOOK_STARTED_ENV, repr(started))
+    assert notebook_started_at() == started
+    budget = SessionBudget.for_notebook(limit_minutes=60)
+    assert 49.9 < budget.remaining_s() / 60 < 50.0
+    # Training gets what is left after the evaluation's reserve, not max_minutes from now.
+    assert 39.9 < budget.training_minutes(reserve_minutes=10) < 40.0
+    late = SessionBudget(time.time() - 58 * 60, limit_minutes=60)
+    with pytest.raises(UserError, match="max_minutes=60: .* no time to train") as info:
+        late.training_minutes(reserve_minutes=10)
+    assert "\n" not in str(info.value)
+
+
+def test_without_the_marker_the_kernel_process_start_is_used(monkeypatch):
+    monkeypatch.delenv(NOTEBOOK_STARTED_ENV, raising=False)
+    started = notebook_started_at()
+    assert started <= time.time() and time.time() - started < 24 * 3600
+
+
+def test_the_notebook_parameters_set_the_training_budget(monkeypatch, tmp_path):
+    monkeypatch.setenv(NOTEBOOK_STARTED_ENV, repr(time.time() - 30 * 60))
+    monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env([T4]))
+    seen = {}
+
+    def fake_launch(worker, nproc, args):
+        seen["minutes"] = args[-1]
+        (tmp_path / "history.json").write_text('{"stop_reason": "max_minutes"}')
+
+    monkeypatch.setattr(experiment, "launch_processes", fake_launch)
+    params = RunParams(model="lite", max_minutes=100, output_dir=str(tmp_path), device="cpu")
+    env = setup_environment(params)
+    experiment.run_training(params, experiment.ExperimentData([], [], [], {}), env)
+    # 100 - 30 already gone - 2 (2% kept for the evaluation)
+    assert 67.9 < seen["minutes"] < 68.0
+
+
+@pytest.mark.parametrize("gpus", [[P100], []], ids=["unsupported-gpu", "no-gpu"])
+def test_training_on_kaggle_without_a_usable_gpu_stops_in_one_line(monkeypatch, gpus):
+    monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env(gpus))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # select_device's own warning about the P100
+        with pytest.raises(UserError, match="GPU T4 x2.*device = 'cpu'") as info:
+            setup_environment(RunParams(model="lite"))
+    assert "\n" not in str(info.value)
+    assert ("P100" in str(info.value)) == bool(gpus)
+
+
+def test_the_cpu_is_used_on_kaggle_when_asked_for_or_only_to_evaluate(monkeypatch):
+    monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env([]))
+    assert setup_environment(RunParams(model="lite", device="cpu")).device.type == "cpu"
+    assert setup_environment(RunParams(model="lite"), training=False).device.type == "cpu"
+    synthetic = RunParams(model="lite", data_source="synthetic")
+    assert setup_environment(synthetic).device.type == "cpu"
+
+
+def test_the_evaluation_stops_early_rather_than_run_past_the_session(monkeypatch):
+    class SlowEnhancer:
+        def enhance(self, wav, sr):
+            time.sleep(0.05)
+            return wav
+
+    class Pairs:
+        pairs = [type("P", (), {"name": f"p{i}"}) for i in range(50)]
+
+        def __len__(self):
+            return len(self.pairs)
+
+        def __getitem__(self, i):
+            import torch
+
+            return torch.zeros(160), torch.zeros(160)
+
+    monkeypatch.setattr(experiment, "load_enhancer", lambda ckpt, device: SlowEnhancer())
+    monkeypatch.setattr(experiment, "PairedDataset", lambda *a, **k: Pairs())
+    # 2 min 1 s left: the 2-minute finishing reserve leaves room for a few files only.
+    budget = SessionBudget(time.time() - (60 - 2) * 60 + 1.0, limit_minutes=60)
+    done = experiment.enhance_test_set("x.pt", [], RunParams(model="lite"), None, budget)
+    assert 1 <= len(done.items) < 50
+    assert all(np.array_equal(item.enhanced, item.noisy) for item in done.items)
+    everything = experiment.enhance_test_set("x.pt", [], RunParams(model="lite"), None, None)
+    assert len(everything.items) == 50
