@@ -509,3 +509,15 @@ def test_a_finished_previous_session_blocks_pull_right_after_a_push_without_labe
         with pytest.raises(UserError, match="nb v2 has not started on Kaggle yet"):
             ops.pull("nb", cfg=cfg, cli=cli)
         assert load_registry(cfg.results_dir).find("nb", 2).status == "QUEUED"
+
+
+def test_sources_kaggle_drops_at_push_time_are_an_error_not_a_note(tmp_path, monkeypatch):
+    with FakeKaggle(datasets=()) as fake:
+        cli = KaggleCli(env=fake.client_env(tmp_path / "home"))
+        cfg = ops.OpsConfig(results_dir=tmp_path / "results")
+        # As if the dataset vanished between the check and the push.
+        monkeypatch.setattr(ops, "check_sources", lambda name, meta, cli: None)
+        with pytest.raises(UserError, match="dropped some of its inputs.*libri-speech-noise"):
+            ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
+        (run,) = load_registry(cfg.results_dir).runs  # pushed: recorded, so it can be found
+        assert run.version == 1
