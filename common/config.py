@@ -1,0 +1,225 @@
+"""One run configuration for every way of training: the command line, the notebooks, smoke, bench.
+
+A run is described by one nested dataclass, `RunConfig` (data, model, STFT, loss, training,
+evaluation), stored whole in every checkpoint and `summary.json`. Recipes are TOML files in
+`recipes/`, one per experiment, that set the fields which differ from the defaults; every caller
+starts from a recipe and overrides fields by dotted name (`train.lr=2e-3`).
+
+    cfg = load_recipe("lite")                                  # recipes/lite.toml
+    cfg = apply_overrides(cfg, {"train.epochs": 2, "data.source": "synthetic"})
+    config_dict(cfg)                                           # plain types, for JSON/checkpoints
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.audio import StftConfig
+from common.errors import UserError
+from common.losses import LossConfig
+from common.train import TrainConfig
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+KERNEL_TABLE = "kernel"  # a recipe's Kaggle settings (title, slug); not part of the run
+
+
+@dataclass
+class DataConfig:
+    """Where training pairs come from and how they are cut."""
+
+    # "kaggle": the team's paired dataset (7z archives or extracted folders);
+    # "mix": clean speech + noise mixed on the fly (speaker-disjoint splits);
+    # "synthetic": a small generated corpus in the Kaggle layout (tests, smoke).
+    source: str = "kaggle"
+    # kaggle: the dataset root; mix: a folder with speech/ and noise/ (+ MANIFEST.csv).
+    # "auto": /kaggle/input on Kaggle, else ../shared/data (or $SHARED_DATA) for mix.
+    root: str = "auto"
+    work_dir: str = "auto"  # where archives are extracted
+    segment_seconds: float = 3.0
+    val_fraction: float = 0.05  # paired data held out for validation
+    max_train_pairs: int = 0  # 0: all
+    max_test_pairs: int = 0  # 0: all
+    mix_items: int = 2000  # mix: mixtures per epoch
+    snr_db: tuple[float, float] = (5.0, 20.0)  # mix
+    exclude_noncommercial: bool = False  # mix: leave out sources a shipped model may not use
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise UserError(f"data.source={self.source!r}: use one of {', '.join(DATA_SOURCES)}")
+
+
+DATA_SOURCES = ("kaggle", "mix", "synthetic")
+
+
+@dataclass
+class ModelSpec:
+    """A model by name with the settings that differ from its defaults (`n_freq` follows STFT)."""
+
+    name: str = "lite"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    """The test-set evaluation after training."""
+
+    eval_seconds: float = 0.0  # 0: whole test files
+    reserve_minutes: float | None = None  # kept for it in a notebook; None: 2% of max_minutes
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; `recipe` and `description` say where it came from."""
+
+    recipe: str = "custom"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    stft: StftConfig = field(default_factory=StftConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS = {
+    f.name: f for f in dataclasses.fields(RunConfig) if f.name not in ("recipe", "description")
+}
+
+
+def config_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The configuration as plain JSON types (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _coerce(where: str, default: Any, value: Any) -> Any:
+    """`value` in the type of the field's default (TOML and JSON have no tuples, no None)."""
+    if (
+        isinstance(value, str)
+        and value.lower() in ("none", "null")
+        and not isinstance(default, str)
+    ):
+        return None
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int | float) or default is None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value) if isinstance(default, float) else value
+        if default is None and value is None:
+            return None
+        if default is None and isinstance(value, str | dict | list):
+            return value
+    elif isinstance(default, tuple | list):
+        if isinstance(value, tuple | list):
+            items = [_coerce(where, default[0], v) if default else v for v in value]
+            return tuple(items) if isinstance(default, tuple) else items
+    elif isinstance(default, dict):
+        if isinstance(value, dict):
+            return dict(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    raise UserError(f"{where}={value!r}: expected a value like {default!r}")
+
+
+def _section_from(cls: type, values: dict[str, Any], where: str) -> Any:
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: unknown setting; known: {', '.join(sorted(known))}")
+    kwargs = {k: _coerce(f"{where}.{k}", getattr(defaults, k), v) for k, v in values.items()}
+    return cls(**{**{k: getattr(defaults, k) for k in known}, **kwargs})
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config") -> RunConfig:
+    """A RunConfig from nested plain values (a recipe file, a checkpoint's stored config)."""
+    values = dict(values)
+    top = {k: values.pop(k) for k in ("recipe", "description") if k in values}
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"{where}: unknown section [{unknown[0]}]; sections: {', '.join(SECTIONS)}")
+    sections = {}
+    for name, f in SECTIONS.items():
+        section = values.get(name, {})
+        if not isinstance(section, dict):
+            raise UserError(f"{where}: [{name}] must be a table of settings")
+        sections[name] = _section_from(f.default_factory().__class__, section, f"{where} {name}")
+    return RunConfig(**top, **sections)
+
+
+def recipe_names(recipes_dir: Path = RECIPES_DIR) -> list[str]:
+    return sorted(p.stem for p in recipes_dir.glob("*.toml"))
+
+
+def recipe_path(name: str, recipes_dir: Path = RECIPES_DIR) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    path = recipes_dir / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(recipe_names(recipes_dir)) or "none"
+        raise UserError(f"recipe {name!r}: no {path}; recipes: {known}")
+    return path
+
+
+def recipe_values(name: str, recipes_dir: Path = RECIPES_DIR) -> dict[str, Any]:
+    """A recipe file's own values (what it sets, not the defaults it leaves alone)."""
+    path = recipe_path(name, recipes_dir)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    values.setdefault("recipe", path.stem)
+    return values
+
+
+def load_recipe(name: str, recipes_dir: Path = RECIPES_DIR) -> RunConfig:
+    """recipes/NAME.toml (or a .toml path) on top of the defaults."""
+    path = recipe_path(name, recipes_dir)
+    values = recipe_values(name, recipes_dir)
+    values.pop(KERNEL_TABLE, None)
+    return config_from_dict(values, where=str(path))
+
+
+def recipe_kernel(name: str, recipes_dir: Path = RECIPES_DIR) -> dict[str, Any]:
+    """The recipe's [kernel] table: its Kaggle title, slug and extra metadata."""
+    kernel = recipe_values(name, recipes_dir).get(KERNEL_TABLE, {})
+    if not isinstance(kernel, dict) or not kernel.get("title") or not kernel.get("slug"):
+        raise UserError(f"{recipe_path(name, recipes_dir)}: [kernel] needs a title and a slug")
+    return kernel
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """ "section.key=value" -> (key path, value); values are JSON when they parse, else text."""
+    key, sep, text = item.partition("=")
+    if not sep or "." not in key:
+        raise UserError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.lr=2e-3")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return key.strip(), value
+
+
+def apply_overrides(
+    cfg: RunConfig, overrides: dict[str, Any], where: str = "override"
+) -> RunConfig:
+    """A copy of `cfg` with dotted-name fields replaced ({"train.lr": 2e-3, "model.settings.width": 32})."""
+    values = config_dict(cfg)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] not in SECTIONS and key not in ("recipe", "description"):
+            raise UserError(f"{where} {key!r}: unknown section; sections: {', '.join(SECTIONS)}")
+        target = values
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                raise UserError(f"{where} {key!r}: {part!r} is not a section")
+            target = target[part]
+        target[parts[-1]] = value
+    return config_from_dict(values, where=where)

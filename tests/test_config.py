@@ -1,0 +1,104 @@
+"""One run configuration: recipes load, overrides apply by dotted name, mistakes are one line,
+and the `lite` recipe is the one the shipped checkpoint was trained with."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.config import (
+    RunConfig,
+    apply_overrides,
+    config_dict,
+    config_from_dict,
+    load_recipe,
+    parse_override,
+    recipe_kernel,
+    recipe_names,
+)
+from common.errors import UserError
+from common.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_loads_builds_its_model_and_round_trips(name: str):
+    cfg = load_recipe(name)
+    assert cfg.recipe == name and cfg.description.strip()
+    kernel = recipe_kernel(name)
+    assert len(kernel["slug"]) >= 5 and len(kernel["title"]) >= 5
+    build_model(cfg.model.name, n_freq=cfg.stft.n_freq, **cfg.model.settings)
+    assert config_from_dict(config_dict(cfg)) == cfg  # what checkpoints store reloads exactly
+
+
+def test_the_team_runs_and_the_best_recipes_are_all_there():
+    names = set(recipe_names())
+    assert {"crn-v2", "dpt-v2", "transformer-r3"} <= names  # the history, as it ran
+    assert {"crn", "transformer", "dpt", "lite"} <= names  # the best known recipe of each model
+
+
+def test_overrides_replace_fields_by_dotted_name_and_keep_types():
+    cfg = load_recipe("lite")
+    out = apply_overrides(
+        cfg,
+        dict(
+            [
+                parse_override("train.epochs=2"),
+                parse_override("train.lr=1e-3"),
+                parse_override("model.settings.width=32"),
+                parse_override("data.source=synthetic"),
+                parse_override("train.max_minutes=none"),
+            ]
+        ),
+    )
+    assert (out.train.epochs, out.train.lr, out.train.max_minutes) == (2, 1e-3, None)
+    assert isinstance(out.train.lr, float) and out.model.settings == {"width": 32}
+    assert out.data.source == "synthetic" and cfg.data.source == "mix"  # a copy
+    assert out.data.snr_db == (0.0, 20.0) and isinstance(out.data.snr_db, tuple)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.lr": "fast"}, "train.lr='fast': expected a value like"),
+        ({"train.learning_rate": 1.0}, "train.learning_rate: unknown setting"),
+        ({"optimizer.lr": 1.0}, "'optimizer.lr': unknown section"),
+        ({"data.source": "youtube"}, "data.source='youtube': use one of"),
+        ({"train.batch_size": 0}, "batch_size=0: must be at least 1"),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_the_setting(overrides: dict, message: str):
+    with pytest.raises(UserError, match=message) as info:
+        apply_overrides(load_recipe("lite"), overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_a_bad_recipe_file_is_named(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepochs = 'many'\n")
+    with pytest.raises(UserError, match=f"{bad} train.epochs='many'"):
+        load_recipe(str(bad))
+    with pytest.raises(UserError, match="recipe 'nosuch': no .*nosuch.toml; recipes: crn"):
+        load_recipe("nosuch")
+
+
+def test_the_lite_recipe_is_the_one_the_shipped_checkpoint_was_trained_with():
+    ckpt = torch.load(REPO / "checkpoints" / "lite-dev.pt", map_location="cpu", weights_only=True)
+    cfg = load_recipe("lite")
+    assert ckpt["model_name"] == cfg.model.name
+    model = build_model(cfg.model.name, n_freq=cfg.stft.n_freq, **cfg.model.settings)
+    assert ckpt["model_config"] == dataclasses.asdict(model.cfg)
+    assert ckpt["stft"] == dataclasses.asdict(cfg.stft)
+    assert ckpt["loss_config"] == config_dict(RunConfig(loss=cfg.loss))["loss"]
+    stored = ckpt["train_config"]
+    for key, value in config_dict(cfg)["train"].items():
+        if key not in ("progress", "device"):  # how it ran here, not what it trained
+            assert stored[key] == value, key
+    data = ckpt["data"]
+    assert data["source"] == cfg.data.source and data["snr_db"] == list(cfg.data.snr_db)
+    assert data["items_per_epoch"] == cfg.data.mix_items
+    assert data["exclude_noncommercial"] == cfg.data.exclude_noncommercial
