@@ -126,7 +126,9 @@ def _cell_offsets(text: str, cells: list[NotebookNode]) -> list[int | None]:
     return offsets
 
 
-def _common_imports(cell: NotebookNode, number: int, offset: int | None, rel: str):
+def _common_imports(
+    cell: NotebookNode, number: int, offset: int | None, rel: str
+) -> tuple[str, list[CommonImport]]:
     """The cell's `from common...` imports, with line numbers of the .py file."""
     label = rel if offset is not None else f"{rel} (code cell {number})"
     # ast counts from the cell's first line; messages refer to lines of the .py file.

@@ -375,6 +375,10 @@ def test_repository_sources_build(name: str, tmp_path: Path) -> None:
     out = build_notebook(name, out_dir=tmp_path)
     nb = json.loads(out.read_text())
     assert nb["metadata"]["lse_build"]["source"] == f"notebooks_src/{name}.py"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert f'os.environ["{STARTED_VARIABLE}"] = repr(time.time())' in "".join(code[0]["source"])
+    library = [c for c in code if LIBRARY_TAG in c["metadata"].get("tags", [])]
+    assert len(library) == 1 and library_files(nb)["common/audio.py"].startswith('"""')
 
 
 def test_example_source_is_excluded_from_notebook_names() -> None:
