@@ -183,8 +183,14 @@ class StftConfig:
         return asdict(self)
 
 
-def stft(wav: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
-    """(..., N) real waveform -> (..., F, T) complex spectrum."""
+def stft(wav: torch.Tensor, cfg: StftConfig, *, pad_mode: str = "reflect") -> torch.Tensor:
+    """(..., N) real waveform -> (..., F, T) complex spectrum.
+
+    Frame t is centred on sample t * hop; half a window is padded at both ends, mirrored by
+    default. `pad_mode="constant"` pads zeros instead: what a stream sees before its first
+    sample, so causal models run offline exactly as they stream (see common.enhance).
+    `istft` inverts either.
+    """
     shape = wav.shape
     spec = torch.stft(
         wav.reshape(-1, shape[-1]).float(),
@@ -193,6 +199,7 @@ def stft(wav: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
         win_length=cfg.win,
         window=cfg.window_tensor(wav.device),
         center=True,
+        pad_mode=pad_mode,
         return_complex=True,
     )
     return spec.reshape(*shape[:-1], *spec.shape[-2:])

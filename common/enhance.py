@@ -1,18 +1,37 @@
-"""Enhance audio with a trained checkpoint: any sample rate, mono or multichannel, any length.
+"""Enhance audio with a trained model: any sample rate, mono or multichannel, any length.
 
-`load_enhancer(ckpt)` rebuilds the model and its STFT from what the checkpoint records (name,
-config, STFT settings) and refuses, in one line, a checkpoint whose weights do not fit them or
-that belongs to another model than the one asked for. `Enhancer.enhance(wav, sr)` returns audio
-of the same shape and rate as its input: it resamples to the model's rate, enhances, and
-resamples back. Channels are kept: each channel is enhanced on its own (a stereo file comes out
-stereo). Long signals are processed in overlapping chunks with a linear cross-fade, so memory
-stays bounded for attention models.
+One waveform path serves every back-end. `Enhancer(backend).enhance(wav, sr)` returns audio of
+the shape and rate of its input: the channels are resampled to the model's rate, turned into
+their STFT, passed through the back-end (complex spectrum in, complex spectrum out), turned back
+and resampled to `sr`. Back-ends: `TorchBackend` here (a PyTorch model), `OnnxBackend` in
+common.export (an exported graph, no model code) and `StreamingBackend` in common.streaming (the
+model one frame at a time). The VAD gate (common.vad.VadGatedEnhancer) wraps an `Enhancer`.
+
+Long signals: a back-end that carries its state from call to call (a causal model) gets the
+spectrum in consecutive runs of frames, which is exact (equal to one pass) in bounded memory;
+any other back-end gets overlapping waveform chunks, cross-faded linearly.
+
+Padding: a causal back-end sees the STFT a stream sees, zeros before the first sample and after
+the last (`stft(pad_mode="constant")`), not the mirrored samples of torch.stft's default that a
+stream cannot know; so `enhance` and `enhance --streaming` agree to float rounding on whole
+files. Non-causal models keep the mirrored padding.
+
+`load_model(ckpt)` is the one way a checkpoint becomes a model: the recorded name, config, STFT
+and weights must fit together, or a one-line error names the file. `enhance_path` writes each
+output to a temporary name and renames it into place, keeps existing outputs unless told to
+overwrite, and never reads or writes inside its own output folder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -21,16 +40,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from common.audio import AudioError, StftConfig, audio_info, istft, list_audio, resample, stft
-from common.checkpoint import load_checkpoint
 from common.env import select_device
 from common.errors import UserError
-from common.models import build_model
+from common.streaming import is_streamable
 
 # Formats soundfile writes for the suffixes `enhance` accepts; others fall back to 16-bit PCM.
 _WRITABLE_SUBTYPES = {
     ".wav": ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"),
     ".flac": ("PCM_16", "PCM_24"),
 }
+_SOUNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+# Chunks only bound memory; shorter ones than this would be mostly cross-fade.
+MIN_CHUNK_SECONDS = 1.0
 
 
 def _state_dict_mismatch(model: nn.Module, weights: dict) -> str:
@@ -52,37 +73,128 @@ def _state_dict_mismatch(model: nn.Module, weights: dict) -> str:
     return "; ".join(parts)
 
 
+def check_chunk_seconds(seconds: float) -> float:
+    """`seconds` if it is a usable chunk length (finite, >= MIN_CHUNK_SECONDS), else a UserError."""
+    if not (math.isfinite(seconds) and seconds >= MIN_CHUNK_SECONDS):
+        raise UserError(
+            f"--chunk-seconds {seconds}: use a number of seconds >= {MIN_CHUNK_SECONDS:g} "
+            "(default 30); it only bounds memory"
+        )
+    return seconds
+
+
+def fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    """`y` cut or zero-padded to `n` samples on its last axis (resampling can be a sample off)."""
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
+
+
+class SpectralBackend(Protocol):
+    """A model behind `Enhancer`: complex spectrum (C, F, T) in, enhanced (C, F, T) out, on CPU.
+
+    `causal`: the model never looks ahead, so it gets stream (zero) padding. `carries_state`:
+    consecutive calls continue one signal from the last `reset()`, so a long spectrum can be fed
+    in runs of frames instead of cross-faded chunks.
+    """
+
+    stft: StftConfig
+    model_name: str
+    device: str
+    causal: bool
+    carries_state: bool
+
+    def reset(self) -> None: ...
+
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchBackend:
+    """A PyTorch model (fp32 or dynamically quantized) as a `SpectralBackend`; a streamable
+    model (causal, `forward_stateful`) carries its state from call to call."""
+
+    def __init__(
+        self, model: nn.Module, stft_cfg: StftConfig, device: torch.device | str = "cpu"
+    ) -> None:
+        self.torch_device = torch.device(device)
+        self.model = model.to(self.torch_device).eval()
+        self.stft = stft_cfg
+        self.model_name = str(getattr(model, "name", type(model).__name__))
+        self.device = str(self.torch_device)
+        self.causal = self.carries_state = is_streamable(model)
+        self.state: list | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    @torch.inference_mode()
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        spec = spec.to(self.torch_device)
+        if self.carries_state:
+            if self.state is None:
+                self.state = self.model.init_state(spec.shape[0], self.torch_device)
+            out, self.state = self.model.forward_stateful(spec, self.state)
+        else:
+            out = self.model(spec)
+        return out.to(torch.complex64).cpu()
+
+
 @dataclass
 class Enhancer:
-    """A model in eval mode with its STFT; `enhance(wav, sr)` keeps shape, length and rate."""
+    """The one waveform wrapper: `enhance(wav, sr)` keeps shape, length and rate (see above)."""
 
-    model: nn.Module
-    stft: StftConfig
-    device: torch.device
-    model_name: str = "?"
-    chunk_seconds: float = 30.0  # longer inputs are enhanced in chunks...
-    overlap_seconds: float = 0.5  # ...that overlap by this much and are cross-faded
+    backend: SpectralBackend
+    chunk_seconds: float = 30.0  # longer inputs are processed in chunks (memory stays bounded)
+    overlap_seconds: float = 0.5  # stateless back-ends: chunks overlap by this and are cross-faded
+
+    def __post_init__(self) -> None:
+        check_chunk_seconds(self.chunk_seconds)
+        if not (math.isfinite(self.overlap_seconds) and self.overlap_seconds >= 0):
+            raise UserError(f"overlap_seconds={self.overlap_seconds}: must be >= 0")
+
+    @property
+    def stft(self) -> StftConfig:
+        return self.backend.stft
 
     @property
     def sample_rate(self) -> int:
-        return self.stft.sample_rate
+        return self.backend.stft.sample_rate
 
-    @torch.no_grad()
-    def _enhance_block(self, x: np.ndarray) -> np.ndarray:
-        """(C, N) at the model rate -> (C, N)."""
-        n = x.shape[-1]
-        # torch.stft reflect-pads half a window: shorter clips are zero-padded to one window.
-        padded = np.pad(x, ((0, 0), (0, max(0, self.stft.n_fft - n))))
-        wav = torch.from_numpy(np.ascontiguousarray(padded)).to(self.device)
-        est = self.model(stft(wav, self.stft)).to(torch.complex64)
-        return istft(est, self.stft, padded.shape[-1])[:, :n].cpu().numpy()
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
 
-    def _enhance_chunked(self, x: np.ndarray) -> np.ndarray:
-        """(C, N) -> (C, N) in overlapping chunks; overlaps fade linearly from one to the next."""
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def _one_pass(self, x: np.ndarray) -> np.ndarray:
+        """(C, N) at the model rate -> (C, N): STFT, the back-end from a fresh state, ISTFT."""
+        cfg, n = self.stft, x.shape[-1]
+        if self.backend.causal:
+            # Zeros on both sides, as a stream has; the extra half window at the end lets the
+            # frames that a stream computes for the last samples exist offline too.
+            padded, mode = np.pad(x, ((0, 0), (0, cfg.n_fft // 2))), "constant"
+        else:
+            # Mirrored padding needs more than half a window: very short clips get zeros appended.
+            padded, mode = np.pad(x, ((0, 0), (0, max(0, cfg.n_fft - n)))), "reflect"
+        spec = stft(torch.from_numpy(np.ascontiguousarray(padded)), cfg, pad_mode=mode)
+        self.backend.reset()
+        if self.backend.carries_state:
+            step = max(1, int(self.chunk_seconds * cfg.sample_rate / cfg.hop_length))
+            out = torch.empty_like(spec, dtype=torch.complex64)
+            for i in range(0, spec.shape[-1], step):
+                out[..., i : i + step] = self.backend(spec[..., i : i + step])
+        else:
+            out = self.backend(spec)
+        return istft(out, cfg, padded.shape[-1])[:, :n].numpy()
+
+    def _enhance_channels(self, x: np.ndarray) -> np.ndarray:
+        """(C, N) -> (C, N); a stateless back-end gets overlapping chunks faded into each other."""
         n = x.shape[-1]
         size = max(int(self.chunk_seconds * self.sample_rate), self.stft.n_fft)
-        if n <= size:
-            return self._enhance_block(x)
+        if self.backend.carries_state or n <= size:
+            return self._one_pass(x)
         overlap = min(int(self.overlap_seconds * self.sample_rate), size // 2)
         out = np.zeros_like(x)
         weight = np.zeros(n, dtype=np.float32)
@@ -95,7 +207,7 @@ class Enhancer:
                 w[:overlap] = ramp
             if end < n:
                 w[-overlap:] = ramp[::-1]
-            out[:, start:end] += self._enhance_block(x[:, start:end]) * w
+            out[:, start:end] += self._one_pass(x[:, start:end]) * w
             weight[start:end] += w
             if end == n:
                 break
@@ -113,24 +225,25 @@ class Enhancer:
             raise UserError(
                 "enhance: input has NaN or infinite samples; fix or re-export the audio"
             )
-        channels = wav.reshape(wav.shape[0], -1).T  # (C, N)
+        channels = wav.reshape(wav.shape[0], -1).T  # (C, N): all channels in one batch
         x = np.stack([resample(c, sr, self.sample_rate) for c in channels])
-        y = self._enhance_chunked(x)
-        out = np.stack([resample(c, self.sample_rate, sr) for c in y])
-        # Resampling there and back can be a sample off: match the input length exactly.
-        n = wav.shape[0]
-        out = out[:, :n] if out.shape[1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[1])))
+        y = self._enhance_channels(x)
+        out = fit_length(np.stack([resample(c, self.sample_rate, sr) for c in y]), wav.shape[0])
         return out[0] if wav.ndim == 1 else np.ascontiguousarray(out.T)
 
 
-def load_enhancer(
+def load_model(
     ckpt_path: str | Path,
-    device: torch.device | str | None = None,
+    device: torch.device | str = "cpu",
     *,
     expect_model: str | None = None,
-    chunk_seconds: float = 30.0,
-) -> Enhancer:
-    """Rebuild the checkpoint's model and STFT; refuse mismatches in one line naming the file."""
+) -> tuple[nn.Module, StftConfig]:
+    """The checkpoint's model (eval mode, on `device`) and its STFT; every mismatch between the
+    recorded name, config, STFT and weights is refused in one line naming the file."""
+    # Imported here: the ONNX path (common.export) uses this module without any model code.
+    from common.checkpoint import load_checkpoint
+    from common.models import build_model
+
     path = Path(ckpt_path)
     state = load_checkpoint(path)
     name, config = state["model_name"], state["model_config"]
@@ -157,8 +270,80 @@ def load_enhancer(
             "the checkpoint comes from another model or config"
         )
     model.load_state_dict(state["model"])
+    return model.to(device).eval(), stft_cfg
+
+
+def load_enhancer(
+    ckpt_path: str | Path,
+    device: torch.device | str | None = None,
+    *,
+    expect_model: str | None = None,
+    chunk_seconds: float = 30.0,
+) -> Enhancer:
+    """`Enhancer` over the checkpoint's PyTorch model (device: auto-selected when None)."""
+    check_chunk_seconds(chunk_seconds)
     device = torch.device(device) if device is not None else select_device("auto")
-    return Enhancer(model.to(device).eval(), stft_cfg, device, name, chunk_seconds)
+    model, stft_cfg = load_model(ckpt_path, device, expect_model=expect_model)
+    return Enhancer(TorchBackend(model, stft_cfg, device), chunk_seconds)
+
+
+# --- writing files: temporary name, then rename; existing files kept unless told -------------
+
+
+def _cannot_write(dst: Path, exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    return f"{dst}: cannot write there ({reason}); choose another output path"
+
+
+def prepare_output_folder(dst: str | Path) -> None:
+    """Create `dst`'s folder and prove a file can be written in it, before any work is done;
+    a one-line UserError names the path otherwise."""
+    dst = Path(dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".probe", dir=dst.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(_cannot_write(dst, exc)) from None
+
+
+def write_atomically(
+    dst: str | Path, write: Callable[[BinaryIO], None], *, overwrite: bool = False
+) -> bool:
+    """Write a file through `write(f)` to a temporary name in `dst`'s folder, then move it into
+    place in one step: a kill never leaves a partial file under `dst`, and concurrent writers
+    never splice their files. Without `overwrite` an existing `dst` is kept (returns False)."""
+    dst = Path(dst)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    except OSError as exc:
+        raise UserError(_cannot_write(dst, exc)) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
+        if overwrite:
+            os.replace(tmp, dst)
+            return True
+        try:
+            os.link(tmp, dst)  # atomic, and refuses an existing dst (e.g. another run's output)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: check, then rename
+            if dst.exists():
+                return False
+            os.replace(tmp, dst)
+        return True
+    except OSError as exc:
+        raise UserError(_cannot_write(dst, exc)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _output_subtype(src_subtype: str, dst: Path) -> str:
@@ -166,8 +351,12 @@ def _output_subtype(src_subtype: str, dst: Path) -> str:
     return src_subtype if src_subtype in allowed else "PCM_16"
 
 
-def enhance_file(enhancer: Enhancer, src: str | Path, dst: str | Path) -> Path:
-    """Enhance one WAV/FLAC file into `dst` with the same rate, length, channels and sample format."""
+def enhance_file(
+    enhancer: Enhancer, src: str | Path, dst: str | Path, *, overwrite: bool = False
+) -> bool:
+    """Enhance one WAV/FLAC file into `dst` with the same rate, length, channels and sample
+    format, written through `write_atomically`. False when `dst` exists and `overwrite` is off
+    (e.g. a concurrent run wrote it first): that file is kept."""
     src, dst = Path(src), Path(dst)
     info = audio_info(src)  # one-line AudioError for unreadable files
     try:
@@ -183,36 +372,102 @@ def enhance_file(enhancer: Enhancer, src: str | Path, dst: str | Path) -> Path:
     out = enhancer.enhance(wav, sr)
     if not np.all(np.isfinite(out)):
         raise AudioError(f"{src}: the model produced NaN/inf samples; the checkpoint is broken")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(dst), np.clip(out, -1.0, 1.0), sr, subtype=_output_subtype(info.subtype, dst))
-    return dst
+    subtype, fmt = _output_subtype(info.subtype, dst), _SOUNDFILE_FORMATS[dst.suffix.lower()]
+    return write_atomically(
+        dst,
+        lambda f: sf.write(f, np.clip(out, -1.0, 1.0), sr, subtype=subtype, format=fmt),
+        overwrite=overwrite,
+    )
 
 
-def enhance_path(
-    enhancer: Enhancer, src: str | Path, dst: str | Path, *, progress: bool = True
-) -> list[Path]:
-    """Enhance a file (into file `dst`, or into folder `dst` when it is one) or a folder of
-    WAV/FLAC files (into folder `dst`, keeping relative paths). Returns the written files."""
-    src, dst = Path(src), Path(dst)
+@dataclass
+class EnhanceRun:
+    """What `enhance_path` did: outputs written, existing outputs kept, inputs that failed."""
+
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line reason)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    """(input, output) pairs; refuses outputs that would land on inputs."""
     if src.is_file():
         target = dst / src.name if dst.is_dir() else dst
         if target.suffix.lower() not in _WRITABLE_SUBTYPES:
             raise UserError(f"{target}: output must end in .wav or .flac")
-        if target.resolve() == src.resolve():
-            raise UserError(f"{target}: output would overwrite the input; choose another OUT")
         jobs = [(src, target)]
     elif src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise UserError(f"{dst}: input {src} is a folder, so OUT must be a folder too")
-        if dst.resolve() == src.resolve():
+        out_root = dst.resolve()
+        if out_root == src.resolve():
             raise UserError(f"{dst}: output folder is the input folder; choose another OUT")
-        files = list_audio(src)
+        # OUT inside IN: what is in OUT (earlier outputs, or files the user put there) is never
+        # read as input, so a run never enhances its own outputs.
+        files = [f for f in list_audio(src) if not _inside(f.resolve(), out_root)]
         if not files:
-            raise UserError(f"{src}: no .wav/.flac files found; check the folder")
+            raise UserError(f"{src}: no .wav/.flac files found (outside OUT); check the folder")
         jobs = [(f, dst / f.relative_to(src)) for f in files]
     else:
         raise UserError(f"{src}: input not found; give a WAV/FLAC file or a folder of them")
-    written = []
+    inputs = {f.resolve() for f, _ in jobs}
+    for _, d in jobs:
+        if d.resolve() in inputs:
+            raise UserError(
+                f"{d}: would be both an input and an output (OUT {dst} overlaps IN {src}); "
+                "choose an OUT outside IN"
+            )
+    return jobs
+
+
+def enhance_path(
+    enhancer: Enhancer,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> EnhanceRun:
+    """Enhance a file (into file `dst`, or into folder `dst` when it is one) or a folder of
+    WAV/FLAC files (into folder `dst`, keeping relative paths).
+
+    An existing output is kept unless `overwrite`: for a file that is a one-line error, for a
+    folder a warning naming each kept file. In a folder, a file that fails is named in a warning
+    and the others are still written; the caller reports `failed` (`enhance` exits 2).
+    """
+    src, dst = Path(src), Path(dst)
+    jobs = _plan_jobs(src, dst)
+    run = EnhanceRun()
+    single = src.is_file()
+    if not overwrite:
+        existing = [d for _, d in jobs if d.exists()]
+        if single and existing:
+            raise UserError(
+                f"{existing[0]}: exists; pass --overwrite to replace it, or choose another OUT"
+            )
+        for d in existing:
+            warnings.warn(f"{d}: exists, kept; pass --overwrite to replace it", stacklevel=2)
+        run.kept += existing
+        jobs = [(s, d) for s, d in jobs if not d.exists()]
+    # Every output folder is created and proven writable before the first file is processed.
+    for first_in_folder in {d.parent: d for _, d in reversed(jobs)}.values():
+        prepare_output_folder(first_in_folder)
     for s, d in tqdm(jobs, desc="enhance", unit="file", disable=not progress or len(jobs) < 2):
-        written.append(enhance_file(enhancer, s, d))
-    return written
+        try:
+            written = enhance_file(enhancer, s, d, overwrite=overwrite)
+        except UserError as exc:
+            if single:
+                raise
+            warnings.warn(f"{exc}", stacklevel=2)
+            run.failed.append((s, str(exc)))
+            continue
+        if written:
+            run.written.append(d)
+        else:
+            warnings.warn(f"{d}: written meanwhile by another run, kept", stacklevel=2)
+            run.kept.append(d)
+    return run

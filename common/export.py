@@ -1,10 +1,10 @@
-"""Deployment: dynamic int8 quantization in PyTorch, ONNX export (fp32 / int8), and an ONNX
-enhancer that needs only numpy + onnxruntime (no model code).
+"""Deployment: dynamic int8 quantization in PyTorch, ONNX export (fp32 / int8), and the ONNX
+back-end of the one waveform wrapper (common.enhance.Enhancer), which needs no model code.
 
 The ONNX graph holds the network only: complex tensors are not ONNX-friendly, so the graph takes
 the noisy STFT as real/imag channels (B, 2, F, T) and returns the enhanced one the same way, with
-a dynamic T axis. The STFT config and model name travel as metadata props, and the numpy
-STFT/ISTFT below reproduce `common.audio.stft`/`istft` (a test holds them to 1e-5).
+a dynamic T axis. The STFT config, model name and whether the model is causal travel as metadata
+props; the STFT itself, chunking, resampling and channels are the wrapper's, as for PyTorch.
 """
 
 from __future__ import annotations
@@ -26,8 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.audio import SAMPLE_RATE, StftConfig, istft, load_audio, resample, stft
+from common.audio import SAMPLE_RATE, StftConfig, load_audio
+from common.enhance import (
+    Enhancer,
+    TorchBackend,
+    load_model,
+    prepare_output_folder,
+    write_atomically,
+)
 from common.errors import UserError
+from common.streaming import is_streamable
 
 ONNX_INPUT = "noisy_spec"
 ONNX_OUTPUT = "enhanced_spec"
@@ -35,64 +43,7 @@ ONNX_OPSET = 17
 ONNX_FORMAT = "speech-enhancement-onnx/1"
 
 
-# --- numpy STFT matching common.audio (torch.stft with center=True, reflect padding) ---------
-
-
-def numpy_window(cfg: StftConfig) -> np.ndarray:
-    """The analysis/synthesis window zero-padded to n_fft and centred, as torch.stft does."""
-    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.win) / cfg.win)  # periodic Hann
-    if cfg.window == "sqrt_hann":
-        win = np.sqrt(win)
-    left = (cfg.n_fft - cfg.win) // 2
-    return np.pad(win, (left, cfg.n_fft - cfg.win - left))
-
-
-def numpy_stft(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    """1-D waveform -> complex (F, T), equal to `common.audio.stft`."""
-    wav = np.asarray(wav, dtype=np.float64).reshape(-1)
-    pad = cfg.n_fft // 2
-    if len(wav) <= pad:
-        raise UserError(
-            f"audio of {len(wav)} samples is too short for the STFT (n_fft={cfg.n_fft}); "
-            "use a longer recording"
-        )
-    padded = np.pad(wav, pad, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft)[:: cfg.hop_length]
-    return np.fft.rfft(frames * numpy_window(cfg), axis=-1).T
-
-
-def numpy_istft(spec: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
-    """Complex (F, T) -> waveform of `length` samples, equal to `common.audio.istft`."""
-    window = numpy_window(cfg)
-    frames = np.fft.irfft(spec.T, n=cfg.n_fft, axis=-1) * window
-    n_frames = frames.shape[0]
-    total = cfg.n_fft + cfg.hop_length * (n_frames - 1)
-    out = np.zeros(total)
-    envelope = np.zeros(total)
-    for i in range(n_frames):
-        at = i * cfg.hop_length
-        out[at : at + cfg.n_fft] += frames[i]
-        envelope[at : at + cfg.n_fft] += window**2
-    start = cfg.n_fft // 2
-    out, envelope = out[start : start + length], envelope[start : start + length]
-    out = np.divide(out, envelope, out=np.zeros_like(out), where=envelope > 1e-11)
-    if len(out) < length:
-        out = np.pad(out, (0, length - len(out)))
-    return out.astype(np.float32)
-
-
-# --- models, checkpoints, quantization --------------------------------------------------------
-
-
-def model_from_checkpoint(ckpt: str | Path) -> tuple[nn.Module, StftConfig]:
-    """The trained model (eval mode, CPU) and its STFT config from a trainer checkpoint."""
-    from common.checkpoint import load_checkpoint
-    from common.models import build_model
-
-    state = load_checkpoint(ckpt)
-    model = build_model(state["model_name"], **state["model_config"])
-    model.load_state_dict(state["model"])
-    return model.eval(), StftConfig(**state["stft"])
+# --- models and quantization -----------------------------------------------------------------
 
 
 def quantize_torch_int8(model: nn.Module) -> nn.Module:
@@ -300,6 +251,8 @@ def _model_metadata(model: nn.Module, stft_cfg: StftConfig, precision: str) -> d
         "model_config": json.dumps(config),
         "stft": json.dumps(stft_cfg.to_dict()),
         "precision": precision,
+        # Causal models get the stream's zero padding in common.enhance, here as in PyTorch.
+        "causal": "true" if is_streamable(model) else "false",
         "input": f"{ONNX_INPUT}: (batch, 2 [real, imag], freq, frames)",
     }
 
@@ -361,7 +314,7 @@ def export_onnx(
     another length is exported again with the dynamo exporter (which, in turn, unrolls RNNs).
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out)  # an unwritable --out fails now, not after the export
     # The wrapper itself in eval mode: the exporter restores the module's mode afterwards, and a
     # wrapper left in train mode would switch the model's dropout/BatchNorm back to training.
     wrapper = RealSpecWrapper(copy.deepcopy(model).cpu()).eval()
@@ -388,17 +341,20 @@ def export_onnx(
         import onnx
 
         onnx.save(onnx.load(str(fp32)), str(fp32), save_as_external_data=False)
+        final = fp32
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
+            final = Path(tmp) / "model_int8.onnx"
             logging.disable(logging.WARNING)  # its "consider pre-processing" hint, not ours
             try:
-                quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+                quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
             finally:
                 logging.disable(logging.NOTSET)
-        else:
-            shutil.copyfile(fp32, out)
-    _set_metadata(out, _model_metadata(model, stft_cfg, "int8" if int8 else "fp32"))
+        _set_metadata(final, _model_metadata(model, stft_cfg, "int8" if int8 else "fp32"))
+        # Renamed into place whole: a kill never leaves a half-written model under `out`.
+        with open(final, "rb") as src:
+            write_atomically(out, lambda f: shutil.copyfileobj(src, f), overwrite=True)
     return out
 
 
@@ -442,12 +398,12 @@ def onnx_session(path: str | Path, threads: int = 1, quiet: bool = False):
         raise UserError(f"{path}: not a loadable ONNX model ({reason}); re-export it") from None
 
 
-class OnnxEnhancer:
-    """Enhance waveforms with an exported ONNX model: numpy STFT -> onnxruntime -> numpy ISTFT.
+class OnnxBackend:
+    """An exported model as a `SpectralBackend` of common.enhance: spectrum in, spectrum out,
+    through onnxruntime. The graph has no state, so long signals are cross-faded chunks."""
 
-    Same call as `common.enhance.Enhancer.enhance(wav, sr)`: returns audio at the input rate and
-    length. Uses no torch model code, so it runs where only numpy and onnxruntime exist.
-    """
+    device = "cpu (onnxruntime)"
+    carries_state = False
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
         self.path = Path(path)
@@ -461,55 +417,26 @@ class OnnxEnhancer:
         self.model_name = meta.get("model_name", "?")
         self.precision = meta.get("precision", "?")
         self.metadata = dict(meta)
+        if "causal" in meta:
+            self.causal = meta["causal"] == "true"
+        else:  # exported before the flag existed: only a causal `lite` streams
+            config = json.loads(meta.get("model_config") or "{}")
+            self.causal = self.model_name == "lite" and bool(config.get("causal", True))
 
-    def enhance_spec(self, spec: np.ndarray) -> np.ndarray:
-        """Complex (F, T) -> complex (F, T)."""
-        x = np.stack([spec.real, spec.imag])[None].astype(np.float32)
-        y = self.session.run(None, {ONNX_INPUT: x})[0][0]
-        return y[0].astype(np.float64) + 1j * y[1]
+    def reset(self) -> None:
+        pass
 
-    device = "cpu (onnxruntime)"  # shown by `enhance` like common.enhance.Enhancer.device
-
-    def enhance(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-        """(N,) or (N, channels) audio at `sr` -> the same shape and rate (channels separately)."""
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim == 2:
-            return np.ascontiguousarray(np.stack([self.enhance(c, sr) for c in wav.T], axis=1))
-        if wav.ndim != 1 or wav.shape[0] == 0:
-            raise UserError(f"enhance: expected (samples,) or (samples, channels), got {wav.shape}")
-        if not np.all(np.isfinite(wav)):
-            raise UserError(
-                "enhance: input has NaN or infinite samples; fix or re-export the audio"
-            )
-        x = resample(wav, sr, self.stft.sample_rate)
-        n = len(x)
-        # Very short clips are zero-padded to one window (reflect padding needs more samples).
-        x = np.pad(x, (0, max(0, self.stft.n_fft - n)))
-        y = numpy_istft(self.enhance_spec(numpy_stft(x, self.stft)), self.stft, len(x))[:n]
-        y = resample(y, self.stft.sample_rate, sr)
-        return _fit_length(y, len(wav))
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        x = torch.stack((spec.real, spec.imag), dim=1).numpy().astype(np.float32)
+        y = torch.from_numpy(self.session.run(None, {ONNX_INPUT: x})[0])
+        return torch.complex(y[:, 0], y[:, 1])
 
 
-def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
-    # Resampling back can be off by a sample; the output always matches the input length.
-    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
-
-
-class TorchEnhancer:
-    """The PyTorch model (fp32 or dynamically quantized) behind the same `enhance(wav, sr)`."""
-
-    def __init__(self, model: nn.Module, stft_cfg: StftConfig) -> None:
-        self.model = model.eval()
-        self.stft = stft_cfg
-
-    @torch.no_grad()
-    def enhance(self, wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-        x = resample(wav, sr, self.stft.sample_rate)
-        n = len(x)
-        x = torch.from_numpy(np.pad(x, (0, max(0, self.stft.n_fft - n))))
-        y = istft(self.model(stft(x, self.stft)[None])[0], self.stft, len(x))[:n].numpy()
-        return _fit_length(resample(y, self.stft.sample_rate, sr), len(wav))
+def load_onnx_enhancer(
+    path: str | Path, threads: int = 1, *, chunk_seconds: float = 30.0
+) -> Enhancer:
+    """`Enhancer` over an exported ONNX model (`enhance --onnx`); `.backend` holds its metadata."""
+    return Enhancer(OnnxBackend(path, threads), chunk_seconds)
 
 
 # --- benchmark: size, single-thread RTF, quality of each variant ------------------------------
@@ -548,18 +475,18 @@ def benchmark_variants(
     if not pairs:
         raise UserError("benchmark needs at least one clean/noisy pair; check the pairs folder")
     work_dir = Path(work_dir)
-    model, stft_cfg = model_from_checkpoint(ckpt)
+    model, stft_cfg = load_model(ckpt)
     onnx_fp32 = export_onnx(model, stft_cfg, work_dir / "model_fp32.onnx")
     onnx_int8 = export_onnx(model, stft_cfg, work_dir / "model_int8.onnx", int8=True)
     torch_int8 = quantize_torch_int8(model)
     variants = {
-        "pytorch fp32": (TorchEnhancer(model, stft_cfg), torch_model_bytes(model)),
+        "pytorch fp32": (Enhancer(TorchBackend(model, stft_cfg)), torch_model_bytes(model)),
         "pytorch int8 (dynamic)": (
-            TorchEnhancer(torch_int8, stft_cfg),
+            Enhancer(TorchBackend(torch_int8, stft_cfg)),
             torch_model_bytes(torch_int8),
         ),
-        "onnx fp32": (OnnxEnhancer(onnx_fp32), onnx_fp32.stat().st_size),
-        "onnx int8": (OnnxEnhancer(onnx_int8), onnx_int8.stat().st_size),
+        "onnx fp32": (load_onnx_enhancer(onnx_fp32), onnx_fp32.stat().st_size),
+        "onnx int8": (load_onnx_enhancer(onnx_int8), onnx_int8.stat().st_size),
     }
     cleans = [load_audio(p.clean, sr) for p in pairs]
     noisys = [load_audio(p.noisy, sr) for p in pairs]

@@ -20,6 +20,7 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from common.audio import SAMPLE_RATE, StftConfig, load_audio, resample
+from common.enhance import Enhancer
 from common.errors import UserError
 from common.metrics import MetricError, score
 from common.plots import _db_spectrogram, _save_figure
@@ -219,19 +220,23 @@ def apply_vad_gate(
 
 
 class VadGatedEnhancer:
-    """Wraps an enhancer (`enhance(wav, sr)`, e.g. common.enhance.Enhancer or
-    common.export.OnnxEnhancer) and gates its output: what `enhance --vad` runs.
+    """The VAD gate as one more wrapper around a `common.enhance.Enhancer` (any back-end):
+    what `enhance --vad` runs. Same interface: `enhance(wav, sr)`, `model_name`, `device`.
 
     Each channel is gated with the VAD of its own noisy input and enhanced output (union).
-    Other attributes (model_name, device, ...) are the wrapped enhancer's.
     """
 
-    def __init__(self, enhancer: object, cfg: GateConfig | None = None) -> None:
+    def __init__(self, enhancer: Enhancer, cfg: GateConfig | None = None) -> None:
         self.enhancer = enhancer
         self.gate = cfg or GateConfig()
 
-    def __getattr__(self, name: str):
-        return getattr(self.enhancer, name)
+    @property
+    def model_name(self) -> str:
+        return self.enhancer.model_name
+
+    @property
+    def device(self) -> str:
+        return f"{self.enhancer.device} + VAD gate"
 
     def enhance(self, wav: np.ndarray, sr: int) -> np.ndarray:
         wav = np.asarray(wav, dtype=np.float32)

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from torch import nn
 from train_helpers import ToyLoss, ToySpeechSet
 
 from common.audio import StftConfig
 from common.checkpoint import load_checkpoint, save_checkpoint
-from common.enhance import Enhancer, enhance_path, load_enhancer
+from common.enhance import Enhancer, TorchBackend, enhance_path, load_enhancer, load_model
 from common.errors import UserError
 from common.models import build_model
 from common.train import TrainConfig, Trainer
@@ -69,7 +68,7 @@ def test_output_keeps_rate_length_channels_and_format(
     src.parent.mkdir()
     sf.write(src, _tone(sr, 1.37, channels), sr, subtype=subtype)
     enhancer = load_enhancer(lite_ckpt, "cpu")
-    (dst,) = enhance_path(enhancer, src, tmp_path / "out" / name, progress=False)
+    (dst,) = enhance_path(enhancer, src, tmp_path / "out" / name, progress=False).written
     src_info, dst_info = sf.info(src), sf.info(dst)
     assert (dst_info.samplerate, dst_info.frames, dst_info.channels, dst_info.subtype) == (
         src_info.samplerate,
@@ -87,7 +86,7 @@ def test_folder_is_mirrored(tmp_path, lite_ckpt):
         sf.write(tmp_path / "in" / rel, _tone(16000, 0.5), 16000)
     written = enhance_path(
         load_enhancer(lite_ckpt, "cpu"), tmp_path / "in", tmp_path / "out", progress=False
-    )
+    ).written
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
         "a.wav",
         "sub/b.flac",
@@ -96,27 +95,62 @@ def test_folder_is_mirrored(tmp_path, lite_ckpt):
         enhance_path(load_enhancer(lite_ckpt, "cpu"), tmp_path / "in", tmp_path / "in")
 
 
-class _PassThrough(nn.Module):
-    def forward(self, spec):
+class _PassThrough:
+    """A stateless back-end that returns its input; records the longest spectrum it was given."""
+
+    stft = StftConfig()
+    model_name, device, causal, carries_state = "identity", "cpu", False, False
+
+    def __init__(self) -> None:
+        self.longest = 0
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, spec):
+        self.longest = max(self.longest, spec.shape[-1])
         return spec
 
 
-def test_chunked_processing_has_no_seams():
-    # With a pass-through model the output must equal the input, chunk boundaries included.
-    enhancer = Enhancer(
-        _PassThrough(), StftConfig(), torch.device("cpu"), chunk_seconds=0.3, overlap_seconds=0.05
-    )
-    wav = _tone(16000, 2.0, channels=2).astype(np.float32)
+def test_chunked_processing_has_no_seams_and_bounds_each_call():
+    # With a pass-through back-end the output must equal the input, chunk boundaries included.
+    backend = _PassThrough()
+    enhancer = Enhancer(backend, chunk_seconds=1.0, overlap_seconds=0.05)
+    wav = _tone(16000, 3.5, channels=2).astype(np.float32)
     out = enhancer.enhance(wav, 16000)
     assert out.shape == wav.shape
     np.testing.assert_allclose(out, wav, atol=1e-5)
+    assert backend.longest <= 1 + 16000 // 256 + 2  # one chunk of frames, never the whole file
 
 
 def test_resampling_round_trip_preserves_the_signal():
-    enhancer = Enhancer(_PassThrough(), StftConfig(), torch.device("cpu"))
+    enhancer = Enhancer(_PassThrough())
     wav = _tone(8000, 1.0).astype(np.float32)
     out = enhancer.enhance(wav, 8000)
     assert np.corrcoef(wav[100:-100], out[100:-100])[0, 1] > 0.999
+
+
+def test_a_causal_model_in_runs_of_frames_equals_one_pass(lite_ckpt):
+    # A back-end that carries its state is fed a long spectrum in pieces: exact, not cross-faded.
+    model, cfg = load_model(lite_ckpt)
+    wav = _tone(16000, 3.3, channels=2).astype(np.float32)
+    whole = Enhancer(TorchBackend(model, cfg), chunk_seconds=30).enhance(wav, 16000)
+    pieces = Enhancer(TorchBackend(model, cfg), chunk_seconds=1).enhance(wav, 16000)
+    np.testing.assert_allclose(pieces, whole, atol=1e-5)
+
+
+def test_stereo_stays_stereo_with_each_channel_its_own(lite_ckpt):
+    enhancer = load_enhancer(lite_ckpt, "cpu")
+    stereo = _tone(16000, 1.0, channels=2).astype(np.float32)
+    out = enhancer.enhance(stereo, 16000)
+    assert out.shape == stereo.shape
+    np.testing.assert_allclose(out[:, 1], enhancer.enhance(stereo[:, 1], 16000), atol=1e-5)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), 0.0, -5.0, 0.5, float("inf")])
+def test_unusable_chunk_lengths_are_refused(seconds):
+    with pytest.raises(UserError, match="--chunk-seconds"):
+        Enhancer(_PassThrough(), chunk_seconds=seconds)
 
 
 def _tampered(lite_ckpt, tmp_path, **changes):

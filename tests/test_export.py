@@ -1,5 +1,5 @@
-"""Export: numpy STFT == torch STFT, ONNX fp32/int8 reproduce PyTorch, the ONNX enhancer needs no
-model code, the export command, and the benchmark table."""
+"""Export: ONNX fp32/int8 reproduce PyTorch through the one waveform path, the ONNX back-end needs
+no model code and chunks long audio, the export command, and the benchmark table."""
 
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from common.audio import StftConfig, istft, list_audio, load_audio, stft
+from common.audio import StftConfig, list_audio, load_audio
 from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
 from common.export import (
-    OnnxEnhancer,
-    TorchEnhancer,
+    OnnxBackend,
     benchmark_variants,
     export_onnx,
     format_variant_table,
-    model_from_checkpoint,
-    numpy_istft,
-    numpy_stft,
+    load_onnx_enhancer,
     quantize_torch_int8,
     torch_model_bytes,
 )
@@ -55,7 +53,7 @@ def lite_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(lite_ckpt: Path, tmp_path_factory) -> dict[str, Path]:
-    model, cfg = model_from_checkpoint(lite_ckpt)
+    model, cfg = load_model(lite_ckpt)
     out = tmp_path_factory.mktemp("onnx")
     return {
         "fp32": export_onnx(model, cfg, out / "lite.onnx"),
@@ -63,61 +61,43 @@ def exported(lite_ckpt: Path, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        StftConfig(),
-        StftConfig(hop_length=128),
-        StftConfig(n_fft=512, win_length=400, hop_length=160),
-        StftConfig(window="sqrt_hann"),
-    ],
-    ids=["default", "hop128", "win400", "sqrt_hann"],
-)
-def test_numpy_stft_and_istft_match_torch(cfg: StftConfig):
-    wav = (0.3 * np.random.default_rng(0).standard_normal(16000 + 77)).astype(np.float32)
-    spec_torch = stft(torch.from_numpy(wav), cfg).numpy()
-    assert np.abs(numpy_stft(wav, cfg) - spec_torch).max() < 1e-5
-    back_torch = istft(torch.from_numpy(spec_torch), cfg, len(wav)).numpy()
-    assert np.abs(numpy_istft(spec_torch, cfg, len(wav)) - back_torch).max() < 1e-5
-
-
 def test_onnx_fp32_reproduces_pytorch_on_a_real_file(lite_ckpt, exported, shared_data):
-    model, cfg = model_from_checkpoint(lite_ckpt)
+    model, cfg = load_model(lite_ckpt)
     noisy = load_audio(list_audio(shared_data / "noisy_only")[0])
-    expected = TorchEnhancer(model, cfg).enhance(noisy, 16000)
-    onnx = OnnxEnhancer(exported["fp32"])
+    expected = Enhancer(TorchBackend(model, cfg)).enhance(noisy, 16000)
+    onnx = load_onnx_enhancer(exported["fp32"])
     got = onnx.enhance(noisy, 16000)
     assert got.shape == noisy.shape
     assert np.abs(got - expected).max() < 1e-4
-    assert onnx.model_name == "lite" and onnx.precision == "fp32"
-    assert onnx.stft == cfg
-    assert json.loads(onnx.metadata["model_config"])["n_freq"] == 257
+    assert onnx.model_name == "lite" and onnx.backend.precision == "fp32"
+    assert onnx.stft == cfg and onnx.backend.causal  # the stream's padding, as in PyTorch
+    assert json.loads(onnx.backend.metadata["model_config"])["n_freq"] == 257
 
 
 def test_onnx_int8_is_smaller_and_close_to_fp32(exported, shared_data):
     noisy = load_audio(list_audio(shared_data / "noisy_only")[0])[: 5 * 16000]
-    fp32 = OnnxEnhancer(exported["fp32"]).enhance(noisy, 16000)
-    int8 = OnnxEnhancer(exported["int8"])
-    assert int8.precision == "int8"
+    fp32 = load_onnx_enhancer(exported["fp32"]).enhance(noisy, 16000)
+    int8 = load_onnx_enhancer(exported["int8"])
+    assert int8.backend.precision == "int8"
     assert exported["int8"].stat().st_size < exported["fp32"].stat().st_size
     assert _snr_db(fp32, int8.enhance(noisy, 16000)) > 25
 
 
 def test_torch_dynamic_int8_quantizes_linear_and_gru(lite_ckpt):
-    model, cfg = model_from_checkpoint(lite_ckpt)
+    model, cfg = load_model(lite_ckpt)
     q = quantize_torch_int8(model)
     kinds = {type(m).__module__ for m in q.modules()}
     assert any("quantized" in k for k in kinds)
     assert torch_model_bytes(q) < 0.7 * torch_model_bytes(model)
     wav = (0.1 * np.random.default_rng(1).standard_normal(32000)).astype(np.float32)
-    ref = TorchEnhancer(model, cfg).enhance(wav, 16000)
-    assert _snr_db(ref, TorchEnhancer(q, cfg).enhance(wav, 16000)) > 20
+    ref = Enhancer(TorchBackend(model, cfg)).enhance(wav, 16000)
+    assert _snr_db(ref, Enhancer(TorchBackend(q, cfg)).enhance(wav, 16000)) > 20
     # The original model is left as it was (quantization works on a copy).
     assert not any("quantized" in type(m).__module__ for m in model.modules())
 
 
 def test_onnx_enhancer_any_rate_and_very_short_input(exported):
-    onnx = OnnxEnhancer(exported["fp32"])
+    onnx = load_onnx_enhancer(exported["fp32"])
     rng = np.random.default_rng(2)
     for n, sr in ((44100, 44100), (100, 16000), (16000, 8000)):
         y = onnx.enhance((0.1 * rng.standard_normal(n)).astype(np.float32), sr)
@@ -130,12 +110,12 @@ def test_onnx_enhance_runs_without_model_code(exported, shared_data, tmp_path):
     out = tmp_path / "out.wav"
     code = f"""
 import sys
-for blocked in ("common.models", "common.checkpoint", "common.train", "common.enhance"):
+for blocked in ("common.models", "common.checkpoint", "common.train"):
     sys.modules[blocked] = None  # any import of them raises ImportError
 from common.audio import load_audio, write_audio
-from common.export import OnnxEnhancer
+from common.export import load_onnx_enhancer
 wav = load_audio({str(noisy)!r})
-write_audio({str(out)!r}, OnnxEnhancer({str(exported["int8"])!r}).enhance(wav, 16000))
+write_audio({str(out)!r}, load_onnx_enhancer({str(exported["int8"])!r}).enhance(wav, 16000))
 print(len(wav))
 """
     proc = subprocess.run(
@@ -149,14 +129,14 @@ def test_onnx_enhancer_refuses_bad_files(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(UserError, match="bad.onnx: not a loadable ONNX model"):
-        OnnxEnhancer(bad)
+        OnnxBackend(bad)
     with pytest.raises(UserError, match="missing.onnx: ONNX model not found"):
-        OnnxEnhancer(tmp_path / "missing.onnx")
+        OnnxBackend(tmp_path / "missing.onnx")
     # A valid ONNX file without our metadata (no STFT config) is refused too.
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.Identity(), (torch.zeros(1, 2),), str(plain), dynamo=False)
     with pytest.raises(UserError, match="no STFT metadata"):
-        OnnxEnhancer(plain)
+        OnnxBackend(plain)
 
 
 def test_export_command(lite_ckpt, tmp_path, capsys):
@@ -166,7 +146,14 @@ def test_export_command(lite_ckpt, tmp_path, capsys):
     assert main(["export", "--ckpt", str(lite_ckpt), "--out", str(out), "--int8"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "int8" in printed and "model lite" in printed
-    assert OnnxEnhancer(out).precision == "int8"
+    assert OnnxBackend(out).precision == "int8"
+    # A second export to the same path is refused unless --overwrite is given.
+    assert main(["export", "--ckpt", str(lite_ckpt), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert OnnxBackend(out).precision == "int8"
+    assert main(["export", "--ckpt", str(lite_ckpt), "--out", str(out), "--overwrite"]) == 0
+    assert OnnxBackend(out).precision == "fp32"
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary files left
 
 
 @pytest.mark.parametrize(
@@ -211,9 +198,9 @@ def test_onnx_and_vad_gate_through_enhance_path_on_real_noisy_files(
     from common.vad import GateConfig, VadGatedEnhancer
 
     src = shared_data / "noisy_only"
-    enhancer = VadGatedEnhancer(OnnxEnhancer(exported["int8"]), GateConfig(floor_db=-20.0))
+    enhancer = VadGatedEnhancer(load_onnx_enhancer(exported["int8"]), GateConfig(floor_db=-20.0))
     assert enhancer.model_name == "lite"
-    written = enhance_path(enhancer, src, tmp_path / "out", progress=False)
+    written = enhance_path(enhancer, src, tmp_path / "out", progress=False).written
     inputs = list_audio(src)
     assert len(written) == len(inputs) == 20
     for noisy, out in zip(inputs, written):
@@ -226,7 +213,23 @@ def test_stereo_stays_stereo(exported):
 
     rng = np.random.default_rng(3)
     stereo = (0.1 * rng.standard_normal((16000, 2))).astype(np.float32)
-    onnx = OnnxEnhancer(exported["fp32"])
+    onnx = load_onnx_enhancer(exported["fp32"])
     out = VadGatedEnhancer(onnx).enhance(stereo, 16000)
     assert out.shape == stereo.shape
     assert np.allclose(onnx.enhance(stereo, 16000)[:, 1], onnx.enhance(stereo[:, 1], 16000))
+
+
+def test_onnx_processes_long_audio_in_chunks(exported, monkeypatch):
+    """`enhance --onnx` on a long file never hands the whole spectrum to onnxruntime."""
+    seen = []
+    call = OnnxBackend.__call__
+
+    def recording(self, spec):
+        seen.append(spec.shape[-1])
+        return call(self, spec)
+
+    monkeypatch.setattr(OnnxBackend, "__call__", recording)
+    wav = (0.1 * np.random.default_rng(4).standard_normal(5 * 16000)).astype(np.float32)
+    out = load_onnx_enhancer(exported["fp32"], chunk_seconds=1.0).enhance(wav, 16000)
+    assert out.shape == wav.shape and np.all(np.isfinite(out))
+    assert len(seen) > 4 and max(seen) <= 16000 // 256 + 3

@@ -1,4 +1,5 @@
-"""Streaming `lite`: hop-by-hop output equals the offline forward, delayed by a fixed latency."""
+"""Streaming `lite`: hop-by-hop output equals the offline path, delayed by a fixed latency,
+from the first sample to the last, on signals as they come (no added silence)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,15 @@ import pytest
 import torch
 
 from common.audio import StftConfig, istft, stft
+from common.enhance import Enhancer, TorchBackend
 from common.errors import UserError
 from common.models import build_model
-from common.streaming import StreamingEnhancer, algorithmic_latency_ms
+from common.streaming import StreamingBackend, StreamingEnhancer, algorithmic_latency_ms
 
 
 def offline(model: torch.nn.Module, wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    with torch.no_grad():
-        x = torch.from_numpy(wav)[None]
-        return istft(model(stft(x, cfg)), cfg, len(wav))[0].numpy()
-
-
-def with_leading_silence(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    # torch.stft(center=True) reflects the first half window; silence there makes it zeros,
-    # which is all a stream can know before the samples arrive (see common.streaming).
-    return np.concatenate([np.zeros(cfg.n_fft // 2 + 1, np.float32), wav.astype(np.float32)])
+    """What `enhance` computes for a causal model (the one waveform path, PyTorch back-end)."""
+    return Enhancer(TorchBackend(model, cfg)).enhance(wav, cfg.sample_rate)
 
 
 def synthetic_speech(seconds: float = 1.0, sr: int = 16000) -> np.ndarray:
@@ -47,22 +42,20 @@ def random_lite(cfg: StftConfig) -> torch.nn.Module:
 
 def assert_stream_matches_offline(wav: np.ndarray, cfg: StftConfig) -> None:
     model = random_lite(cfg)
-    wav = with_leading_silence(wav, cfg)
     ref = offline(model, wav, cfg)
     streamer = StreamingEnhancer(model, cfg)
-    hops = [
-        streamer.process(wav[i : i + cfg.hop_length])
-        for i in range(0, len(wav) - cfg.hop_length + 1, cfg.hop_length)
-    ]
-    out = np.concatenate(hops)
     delay = streamer.latency_samples
     assert delay == cfg.n_fft - cfg.hop_length
+    # Hop by hop, then zeros for as long as the latency, so every sample comes out.
+    padded = np.concatenate([wav, np.zeros(delay + cfg.hop_length, np.float32)])
+    hops = [
+        streamer.process(padded[i : i + cfg.hop_length])
+        for i in range(0, len(padded) - cfg.hop_length + 1, cfg.hop_length)
+    ]
+    out = np.concatenate(hops)
     assert np.all(out[:delay] == 0)
-    # The stream has not yet seen the end, which offline reflect-pads: compare what it emitted
-    # before the last window.
-    n = len(out) - cfg.n_fft
     assert np.abs(ref).max() > 1e-3  # random weights still pass signal through
-    np.testing.assert_allclose(out[delay : delay + n], ref[:n], atol=1e-4)
+    np.testing.assert_allclose(out[delay : delay + len(wav)], ref, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -79,15 +72,37 @@ def test_stream_equals_offline_on_real_speech(speech_clip: np.ndarray) -> None:
 def test_process_signal_compensates_the_latency_and_reset_starts_over() -> None:
     cfg = StftConfig()
     model = random_lite(cfg)
-    wav = with_leading_silence(synthetic_speech(1.0), cfg)
+    wav = synthetic_speech(1.0)
     streamer = StreamingEnhancer(model, cfg)
     first = streamer.process_signal(wav)
     streamer.process(np.ones(cfg.hop_length, np.float32))  # leave some state behind
     again = streamer.process_signal(wav)
     assert first.shape == wav.shape
     np.testing.assert_array_equal(first, again)
-    n = len(wav) - cfg.n_fft
-    np.testing.assert_allclose(first[:n], offline(model, wav, cfg)[:n], atol=1e-4)
+    np.testing.assert_allclose(first, offline(model, wav, cfg), atol=1e-4)
+
+
+def test_streaming_backend_equals_the_hop_stream_on_whole_real_files(shared_data) -> None:
+    """`enhance --streaming` (frame-by-frame back-end) = the hop stream = `enhance`, whole files."""
+    from common.audio import list_audio, load_audio
+
+    cfg = StftConfig()
+    model = random_lite(cfg)
+    for path in list_audio(shared_data / "pairs" / "vbd_train_p287" / "noisy")[:2]:
+        wav = load_audio(path)
+        frame_by_frame = Enhancer(StreamingBackend(model, cfg)).enhance(wav, 16000)
+        hop_stream = StreamingEnhancer(model, cfg).process_signal(wav)
+        np.testing.assert_allclose(frame_by_frame, hop_stream, atol=1e-4)
+        np.testing.assert_allclose(frame_by_frame, offline(model, wav, cfg), atol=1e-4)
+
+
+def test_offline_causal_padding_still_reconstructs(speech_clip: np.ndarray) -> None:
+    # The stream's zero padding changes what the model sees at the edges, not the STFT's
+    # invertibility.
+    x = torch.from_numpy(speech_clip[:16000])
+    for cfg in (StftConfig(), StftConfig(n_fft=128, hop_length=64)):
+        back = istft(stft(x, cfg, pad_mode="constant"), cfg, len(x))
+        assert float((back - x).abs().max()) < 1e-5
 
 
 def test_algorithmic_latency_is_the_window_plus_lookahead() -> None:

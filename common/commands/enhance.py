@@ -3,30 +3,38 @@
 Each output has the sample rate, length, channel count and sample format of its input (the
 model runs at its own rate; audio is resampled there and back). Channels are enhanced
 separately, so a stereo file stays stereo. A folder is mirrored into OUT with relative paths.
+
+Your files are safe: outputs are written under a temporary name and renamed when complete;
+an existing output is kept unless --overwrite is given; with OUT inside IN, nothing in OUT is
+read as input. In a folder, a file that cannot be enhanced is named and the others are still
+written; the command then exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from common.enhance import enhance_path
+from common.enhance import check_chunk_seconds, enhance_path
 from common.errors import UserError
 
 
 def _make_enhancer(args: argparse.Namespace):
     if bool(args.ckpt) == bool(args.onnx):
         raise UserError("enhance: give exactly one of --ckpt CKPT or --onnx MODEL.onnx")
+    check_chunk_seconds(args.chunk_seconds)  # before any model is loaded
     if args.onnx:
-        # numpy + onnxruntime + the STFT only: no model code is imported on this path.
-        from common.export import OnnxEnhancer
+        if args.streaming:
+            raise UserError("--streaming needs --ckpt: an ONNX graph has no frame-by-frame state")
+        # onnxruntime and the shared waveform path only: no model code is imported here.
+        from common.export import load_onnx_enhancer
 
-        return OnnxEnhancer(args.onnx)
+        return load_onnx_enhancer(args.onnx, chunk_seconds=args.chunk_seconds)
     if args.streaming:
-        from common.export import model_from_checkpoint
-        from common.streaming import StreamingFileEnhancer
+        from common.enhance import Enhancer, load_model
+        from common.streaming import StreamingBackend
 
-        model, stft_cfg = model_from_checkpoint(args.ckpt)
-        return StreamingFileEnhancer(model, stft_cfg)
+        model, stft_cfg = load_model(args.ckpt, expect_model=args.model)
+        return Enhancer(StreamingBackend(model, stft_cfg), args.chunk_seconds)
     from common.enhance import load_enhancer
 
     return load_enhancer(
@@ -45,11 +53,26 @@ def run_enhance(args: argparse.Namespace) -> int:
         enhancer = VadGatedEnhancer(
             enhancer, GateConfig(floor_db=args.vad_floor_db, fade_ms=args.vad_fade_ms)
         )
-    written = enhance_path(enhancer, args.input, args.output, progress=not args.no_progress)
-    where = written[0] if len(written) == 1 else args.output
-    name = getattr(enhancer, "model_name", "model")
-    device = getattr(enhancer, "device", "cpu")
-    print(f"enhanced {len(written)} file(s) with {name} on {device}: {where}")
+    run = enhance_path(
+        enhancer,
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    where = run.written[0] if len(run.written) == 1 else args.output
+    kept = f"; kept {len(run.kept)} existing (--overwrite replaces them)" if run.kept else ""
+    print(
+        f"enhanced {len(run.written)} file(s) with {enhancer.model_name} on {enhancer.device}: "
+        f"{where}{kept}"
+    )
+    if run.failed:
+        names = ", ".join(str(path) for path, _ in run.failed[:5])
+        more = f" and {len(run.failed) - 5} more" if len(run.failed) > 5 else ""
+        raise UserError(
+            f"{len(run.failed)} file(s) could not be enhanced ({names}{more}; reasons above); "
+            f"the {len(run.written)} others were written to {args.output}"
+        )
     return 0
 
 
@@ -73,7 +96,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="IN", help="a WAV/FLAC file or a folder of them")
     p.add_argument("output", metavar="OUT", help="output file (for a file IN) or folder")
     p.add_argument("--model", default=None, help="refuse checkpoints of any other model")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is chunked")
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=30.0,
+        help="longer audio is processed in chunks of this many seconds (>= 1; bounds memory)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (default: keep)"
+    )
     p.add_argument("--device", choices=("auto", "cpu"), default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_enhance)

@@ -13,15 +13,19 @@ from common.errors import UserError
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from common.export import ONNX_OPSET, OnnxEnhancer, export_onnx, model_from_checkpoint
+    from common.enhance import load_model, prepare_output_folder
+    from common.export import ONNX_OPSET, OnnxBackend, export_onnx
     from common.models import count_parameters
 
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {out}: use a file name ending in .onnx")
-    model, stft_cfg = model_from_checkpoint(args.ckpt)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
+    prepare_output_folder(out)  # an unwritable --out fails before the checkpoint is read
+    model, stft_cfg = load_model(args.ckpt)
     export_onnx(model, stft_cfg, out, int8=args.int8, opset=args.opset or ONNX_OPSET)
-    loaded = OnnxEnhancer(out)  # proves the file loads and carries its metadata
+    loaded = OnnxBackend(out)  # proves the file loads and carries its metadata
     print(
         f"wrote {out} ({out.stat().st_size / 1024:.0f} KB, {loaded.precision}): model "
         f"{loaded.model_name}, {count_parameters(model):,} parameters, STFT n_fft="
@@ -46,4 +50,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="quantize weights to int8 (onnxruntime dynamic quantization)",
     )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_run_export)

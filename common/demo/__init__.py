@@ -26,8 +26,9 @@ import numpy as np
 import soundfile as sf
 
 from common.audio import SAMPLE_RATE, resample, to_mono, write_audio
+from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
-from common.export import OnnxEnhancer, TorchEnhancer, export_onnx, model_from_checkpoint
+from common.export import export_onnx, load_onnx_enhancer
 from common.metrics import MetricError, score
 from common.models import count_parameters
 from common.plots import plot_spectrograms
@@ -132,15 +133,15 @@ class DemoEngine:
                 f"{cfg.ckpt}: checkpoint not found; train one with `python -m common train` "
                 "(or pull the shipped checkpoints/lite-dev.pt) or pass --ckpt PATH"
             )
-        model, stft_cfg = model_from_checkpoint(cfg.ckpt)
+        model, stft_cfg = load_model(cfg.ckpt)
         self.model_name = getattr(model, "name", type(model).__name__)
         self.n_params = count_parameters(model)
         self.work_dir = Path(cfg.work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         onnx_path = Path(cfg.onnx) if cfg.onnx else self._exported_int8(model, stft_cfg)
         self.enhancers = {
-            DEMO_MODELS[0]: TorchEnhancer(model, stft_cfg),
-            DEMO_MODELS[1]: OnnxEnhancer(onnx_path),
+            DEMO_MODELS[0]: Enhancer(TorchBackend(model, stft_cfg)),
+            DEMO_MODELS[1]: load_onnx_enhancer(onnx_path),
         }
 
     def _exported_int8(self, model, stft_cfg) -> Path:
@@ -285,6 +286,21 @@ def build_demo_app(engine: DemoEngine):
     return app
 
 
+def check_port_free(host: str, port: int) -> None:
+    """A one-line UserError when `host:port` cannot be listened on (another server holds it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"--port {port}: {host}:{port} is not free ({exc.strerror or exc}); stop the "
+                f"program using it or pass another port, e.g. --port {port + 1}"
+            ) from None
+
+
 def demo_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.demo", description=__doc__.split("\n\n")[0]
@@ -299,6 +315,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
     cfg = DemoConfig(args.ckpt, args.onnx, args.host, args.port, args.max_seconds, args.work_dir)
     try:
+        check_port_free(cfg.host, cfg.port)  # before minutes of loading and exporting
         engine = DemoEngine(cfg)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -308,15 +325,20 @@ def demo_main(argv: list[str] | None = None) -> int:
     app = build_demo_app(engine)
     # System fonts only: the default theme fetches Google Fonts, unreachable offline.
     theme = gr.themes.Default(font=["Helvetica", "Arial", "sans-serif"], font_mono=["monospace"])
-    _, url, _ = app.launch(
-        server_name=cfg.host,
-        server_port=cfg.port,
-        prevent_thread_lock=True,
-        quiet=True,
-        allowed_paths=[str(Path(cfg.work_dir).resolve())],
-        theme=theme,
-        footer_links=[],
-    )
+    try:
+        _, url, _ = app.launch(
+            server_name=cfg.host,
+            server_port=cfg.port,
+            prevent_thread_lock=True,
+            quiet=True,
+            allowed_paths=[str(Path(cfg.work_dir).resolve())],
+            theme=theme,
+            footer_links=[],
+        )
+    except OSError as exc:  # the port was taken after the check
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        print(f"error: {cfg.host}:{cfg.port}: cannot serve there ({reason})", file=sys.stderr)
+        return 2
     print(f"demo running at {url} (Ctrl+C to stop)", flush=True)
     try:
         app.block_thread()
