@@ -291,8 +291,11 @@ def load_enhancer(
 
 
 def _cannot_write(dst: Path, exc: OSError) -> str:
+    blocker = next((p for p in dst.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{dst}: cannot write there ({blocker} is a file, not a folder); choose another path"
     reason = exc.strerror or type(exc).__name__
-    return f"{dst}: cannot write there ({reason}); choose another output path"
+    return f"{dst}: cannot write there ({reason}); choose another path"
 
 
 def prepare_output_folder(dst: str | Path) -> None:
@@ -408,7 +411,9 @@ def _plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
             raise UserError(f"{dst}: output folder is the input folder; choose another OUT")
         # OUT inside IN: what is in OUT (earlier outputs, or files the user put there) is never
         # read as input, so a run never enhances its own outputs.
-        files = [f for f in list_audio(src) if not _inside(f.resolve(), out_root)]
+        files = list_audio(src)
+        if _inside(out_root, src.resolve()):
+            files = [f for f in files if not _inside(f.resolve(), out_root)]
         if not files:
             raise UserError(f"{src}: no .wav/.flac files found (outside OUT); check the folder")
         jobs = [(f, dst / f.relative_to(src)) for f in files]

@@ -55,3 +55,27 @@ def test_no_upload_says_what_to_do():
 def test_missing_checkpoint_says_how_to_get_one(tmp_path: Path):
     with pytest.raises(UserError, match="nope.pt: checkpoint not found.*--ckpt"):
         DemoEngine(DemoConfig(ckpt=tmp_path / "nope.pt", work_dir=tmp_path))
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path):
+    """`python -m common.demo --port P` while another program listens on P."""
+    import socket
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "common.demo", "--port", str(port), "--work-dir", str(tmp_path)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --port {port}:"), proc.stderr
+    assert "--port" in lines[0].split(";")[-1]  # says what to do

@@ -71,7 +71,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         more = f" and {len(run.failed) - 5} more" if len(run.failed) > 5 else ""
         raise UserError(
             f"{len(run.failed)} file(s) could not be enhanced ({names}{more}; reasons above); "
-            f"the {len(run.written)} others were written to {args.output}"
+            f"written: {len(run.written)} other file(s), into {args.output}"
         )
     return 0
 
