@@ -27,7 +27,7 @@ from common.data import (
     split_pairs,
 )
 from common.distributed import launch_processes
-from common.enhance import load_enhancer
+from common.enhance import load_enhancer, load_model
 from common.env import EnvInfo, describe_environment, format_environment, select_device
 from common.errors import UserError
 from common.losses import EnhancementLoss, LossConfig
@@ -504,7 +504,7 @@ def find_checkpoint(spec: str) -> Path:
 def checkpoint_overview(path: Path) -> dict:
     """What a checkpoint says about its run: model, parameters, epochs, best validation loss."""
     state = load_checkpoint(path)
-    model = build_model(state["model_name"], **state.get("model_config", {}))
+    model, _ = load_model(path)  # the checked path: a mismatched checkpoint is one line
     history = state.get("history", [])
     overview = {
         "checkpoint": str(path),
