@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 import warnings
+from typing import NoReturn
 
 from common.errors import UserError
 
@@ -24,8 +25,19 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     return f"warning: {message}\n"
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported like every other: one line, exit 2.
+
+    (argparse prints the whole usage block first; `--help` still shows it.) Sub-commands get
+    this class too, as argparse builds them with the parent's class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m common", description=__doc__)
+    parser = OneLineArgumentParser(prog="python -m common", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -15,6 +15,7 @@ fails, so a killed or crashed process never leaves its peers hanging.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -127,6 +128,7 @@ def free_port() -> int:
 
 def _launched_worker(
     local_rank: int,
+    user_errors: object,
     fn: Callable,
     nproc: int,
     port: int,
@@ -147,9 +149,13 @@ def _launched_worker(
     # child must not start a new OpenMP pool at all (libgomp hangs after fork when the parent
     # already ran parallel code), so forked workers get exactly one thread.
     torch.set_num_threads(cpu_threads)
-    init_distributed(timeout_minutes)
     try:
+        init_distributed(timeout_minutes)
         fn(*args, **kwargs)
+    except UserError as exc:
+        # The parent reports it as the one line it is; torch would only pass on a traceback.
+        user_errors.put(str(exc))
+        raise
     finally:
         cleanup_distributed()
 
@@ -168,7 +174,8 @@ def launch_processes(
     `start_method="fork"` works from a notebook (functions defined in `__main__`); each forked
     worker runs torch with one CPU thread (the GPU does the work there; see `_launched_worker`).
     "spawn" needs `fn` importable and gives each worker `cpu_count // nproc` threads. When any
-    worker fails, the others are terminated and an exception names the failing rank. `nproc=1`
+    worker fails, the others are terminated and an exception names the failing rank; a worker's
+    `UserError` (a user's mistake) is raised here again as that one-line error. `nproc=1`
     calls `fn` in this process.
     """
     if nproc < 1:
@@ -183,10 +190,22 @@ def launch_processes(
         )
     cpu_threads = 1 if start_method == "fork" else max(1, (os.cpu_count() or 1) // nproc)
     port = free_port()
-    torch_mp.start_processes(
-        _launched_worker,
-        args=(fn, nproc, port, timeout_minutes, cpu_threads, args, kwargs or {}),
-        nprocs=nproc,
-        join=True,
-        start_method=start_method,
-    )
+    user_errors = torch_mp.get_context(start_method).SimpleQueue()
+    # torch logs a line per peer it terminates after a failure; the exception below says it all.
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    level = spawn_log.level
+    spawn_log.setLevel(logging.ERROR)
+    try:
+        torch_mp.start_processes(
+            _launched_worker,
+            args=(user_errors, fn, nproc, port, timeout_minutes, cpu_threads, args, kwargs or {}),
+            nprocs=nproc,
+            join=True,
+            start_method=start_method,
+        )
+    except torch_mp.ProcessRaisedException:
+        if not user_errors.empty():
+            raise UserError(user_errors.get()) from None
+        raise
+    finally:
+        spawn_log.setLevel(level)

@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from common.audio import SAMPLE_RATE, load_audio, resample
+from common.data import misalignment
 from common.errors import UserError
 
 METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")
@@ -268,6 +269,7 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
     for group in (*signals, "delta") if has_enhanced else signals:
         for metric in METRIC_NAMES:
             row[f"{group}_{metric}"] = None
+    row["misaligned"] = ""  # why the pair looks misaligned, when it does
 
     def fail_all(signal: str, reason: str) -> None:
         failures.extend(
@@ -300,6 +302,15 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
             f"{item.name}: lengths differ ({listed} samples); all cropped to {n}", stacklevel=2
         )
     row["seconds"] = round(n / SAMPLE_RATE, 3)
+    # A pair shifted in time or taken from two recordings still gets numbers (SI-SDR -50 dB), and
+    # they would go into the means unnoticed: name it. Scored anyway; the user fixes the pairing.
+    suspect = []
+    for signal, est in loaded.items():
+        why = misalignment(est[:n], clean[:n], SAMPLE_RATE, role=signal)
+        if why:
+            suspect.append(why)
+            warnings.warn(f"{item.name}: {why}; scored anyway, check the pairing", stacklevel=2)
+    row["misaligned"] = "; ".join(suspect)
     for signal, est in loaded.items():
         values, reasons = _score_against_clean(clean[:n], est[:n], SAMPLE_RATE)
         for metric, value in values.items():
@@ -365,6 +376,9 @@ def summarize_eval_rows(rows: list[dict], failures: list[dict]) -> dict:
             for m in METRIC_NAMES
         }
     summary["failures"] = list(failures)
+    summary["misaligned"] = [
+        {"file": r["file"], "reason": r["misaligned"]} for r in rows if r.get("misaligned")
+    ]
     return summary
 
 
@@ -420,16 +434,21 @@ def write_results(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     for f in result.summary["failures"]:
         reasons.setdefault(f["file"], []).append(f"{f['signal']}/{f['metric']}: {f['reason']}")
     columns = list(result.rows[0]) + ["failures"] if result.rows else ["file", "failures"]
+    # Each file is written under a temporary name and renamed: a kill never leaves half a file.
     csv_path = out_dir / "eval_per_file.csv"
-    with open(csv_path, "w", newline="") as fh:
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in result.rows:
             cells = {k: _eval_csv_cell(v) for k, v in row.items()}
             writer.writerow({**cells, "failures": " | ".join(reasons.get(row["file"], []))})
+    os.replace(tmp, csv_path)
     json_path = out_dir / "eval_summary.json"
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
     # allow_nan=False: a NaN reaching the summary is a bug to see, not a value to store.
-    json_path.write_text(json.dumps(result.summary, indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(result.summary, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, json_path)
     return csv_path, json_path
 
 
@@ -454,4 +473,10 @@ def summary_table(summary: dict) -> str:
         lines.append(f"  {f['file']} [{f['signal']}/{f['metric']}]: {f['reason']}")
     if len(failures) > 5:
         lines.append(f"  ... {len(failures) - 5} more in the summary JSON")
+    misaligned = summary.get("misaligned", [])
+    if misaligned:
+        lines.append(f"misaligned pairs (scored anyway, check the pairing): {len(misaligned)}")
+        lines.extend(f"  {m['file']}: {m['reason']}" for m in misaligned[:5])
+        if len(misaligned) > 5:
+            lines.append(f"  ... {len(misaligned) - 5} more in the summary JSON")
     return "\n".join(lines)

@@ -53,7 +53,7 @@ from common.checkpoint import (
     CHECKPOINT_VERSION,
     capture_rng_state,
     json_safe,
-    load_checkpoint,
+    load_resume_state,
     plain,
     restore_rng_state,
     save_checkpoint,
@@ -526,10 +526,12 @@ class Trainer:
             self.stop_reason = "early_stopping"
         if self.epoch >= self.cfg.epochs:
             self.stop_reason = "epochs"
-        paths = ["last.pt"] + (["best.pt"] if improved else [])
+        # last.pt goes last: a kill before it leaves best.pt one save ahead, which resuming
+        # detects and completes (`load_resume_state`); never last.pt naming a best.pt not written.
+        paths = ["best.pt"] if improved else []
         if self.cfg.checkpoint_every and self.epoch % self.cfg.checkpoint_every == 0:
             paths.append(f"epoch_{self.epoch:03d}.pt")
-        self._save(paths, start)
+        self._save(paths + ["last.pt"], start)
         self._reserve_s = 1.5 * (time.monotonic() - t0)
 
     def _save_partial(self, start: float) -> None:
@@ -541,10 +543,8 @@ class Trainer:
         entry["lr"] = self.optimizer.param_groups[0]["lr"]
         entry["elapsed_seconds"] = time.monotonic() - start
         self.history.append(entry)
-        paths = ["last.pt"]
-        if not (self.out_dir / "best.pt").exists():
-            paths.append("best.pt")
-        self._save(paths, start)
+        paths = [] if (self.out_dir / "best.pt").exists() else ["best.pt"]
+        self._save(paths + ["last.pt"], start)  # last.pt last, as in `_end_epoch`
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -591,7 +591,7 @@ class Trainer:
         self._write_history()
 
     def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path)
+        state = load_resume_state(path, repair=self.dist.is_main)
         if state["model_name"] != self.model_name or state["model_config"] != self.model_config:
             raise UserError(
                 f"{path}: checkpoint is for model {state['model_name']!r} with config "

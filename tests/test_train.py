@@ -208,7 +208,6 @@ def test_cli_trains_the_low_latency_stft(tmp_path):
     import subprocess
     import sys
 
-    from common.enhance import load_enhancer
     from common.models.lite import LOW_LATENCY_STFT
 
     out = tmp_path / "run"
@@ -218,8 +217,8 @@ def test_cli_trains_the_low_latency_stft(tmp_path):
     low = ["--model-config", "erb_low=17", "--model-config", "erb_bands=16"]
     run = subprocess.run(base + low, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    enhancer = load_enhancer(out / "last.pt")  # n_freq followed --n-fft; STFT stored with it
-    assert enhancer.stft == LOW_LATENCY_STFT and enhancer.model.cfg.n_freq == 65
+    state = load_checkpoint(out / "last.pt")  # n_freq followed --n-fft; STFT stored with it
+    assert state["stft"] == LOW_LATENCY_STFT.to_dict() and state["model_config"]["n_freq"] == 65
     bad = subprocess.run(base + ["--model-config", "n_freq=257"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--n-fft 128" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
@@ -287,3 +286,73 @@ def test_lite_learns_on_real_mixtures_in_a_minute(tmp_path, shared_data):
         f"{np.mean(enhanced_sdr):.2f} dB enhanced ({gain:+.2f} dB)"
     )
     assert gain > 0
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no handler saves anything."""
+
+
+def _kill_before_write(monkeypatch, n: int) -> None:
+    # The trainer's n-th checkpoint write never happens: the process dies just before it.
+    import common.train as train_mod
+
+    real_save, seen = train_mod.save_checkpoint, {"n": 0}
+
+    def save(path, state):
+        seen["n"] += 1
+        if seen["n"] == n:
+            raise _Killed
+        return real_save(path, state)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save)
+
+
+def _best_epoch_held(path) -> int | None:
+    return load_checkpoint(path)["best_epoch"]
+
+
+def test_kill_between_best_and_last_keeps_the_set_consistent(tmp_path, monkeypatch):
+    full = _trainer(tmp_path / "full", epochs=3)
+    full.fit()
+    assert full.best_epoch == 3  # the toy task improves every epoch: best.pt is written each time
+    run = tmp_path / "run"
+    # Each epoch end writes two files (best.pt and last.pt): die between the two of epoch 2.
+    _kill_before_write(monkeypatch, 4)
+    with pytest.raises(_Killed):
+        _trainer(run, epochs=3).fit()
+    monkeypatch.undo()
+    last, best = load_checkpoint(run / "last.pt"), load_checkpoint(run / "best.pt")
+    # On disk: last.pt (epoch 1) never names a best epoch best.pt lacks; best.pt is a save ahead.
+    assert (last["epoch"], last["best_epoch"], best["best_epoch"]) == (1, 1, 2)
+    with pytest.warns(UserWarning, match="interrupted"):
+        resumed = _trainer(run, resume=run / "last.pt", model_seed=123, epochs=3)
+    # Repaired at once: last.pt is the state the interrupted save was writing.
+    assert _best_epoch_held(run / "last.pt") == _best_epoch_held(run / "best.pt") == 2
+    assert resumed.epoch == 2
+    resumed.fit()
+    _assert_same_weights(full.model, resumed.model)
+    assert _best_epoch_held(run / "last.pt") == _best_epoch_held(run / "best.pt") == 3
+
+
+def test_resume_repairs_a_best_pt_left_behind_by_last_first_saves(tmp_path):
+    # Saves used to write last.pt first: a kill before best.pt left last.pt naming a best epoch
+    # whose weights only last.pt held. Resuming rewrites best.pt from last.pt.
+    run = tmp_path / "run"
+    _trainer(run, epochs=2, checkpoint_every=1).fit()
+    assert _best_epoch_held(run / "last.pt") == 2
+    (run / "best.pt").write_bytes((run / "epoch_001.pt").read_bytes())
+    with pytest.warns(UserWarning, match="rewritten from last.pt"):
+        _trainer(run, resume=run / "last.pt", epochs=3)
+    assert _best_epoch_held(run / "best.pt") == 2
+    assert torch.equal(
+        load_checkpoint(run / "best.pt")["model"]["net.0.weight"],
+        load_checkpoint(run / "last.pt")["model"]["net.0.weight"],
+    )
+
+
+def test_resume_from_an_older_epoch_checkpoint_is_not_repaired(tmp_path):
+    run = tmp_path / "run"
+    _trainer(run, epochs=2, checkpoint_every=1).fit()
+    best_before = (run / "best.pt").read_bytes()
+    resumed = _trainer(run, resume=run / "epoch_001.pt", epochs=2)
+    assert resumed.epoch == 1 and (run / "best.pt").read_bytes() == best_before

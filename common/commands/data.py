@@ -10,6 +10,7 @@ import numpy as np
 
 from common.data import (
     ALIGNED_CORRELATION,
+    PAIR_MIN_CORRELATION,
     AudioPair,
     PairedDataset,
     check_alignment,
@@ -74,7 +75,8 @@ def _check(args: argparse.Namespace) -> int:
         f"pairs: {len(pairs)} found, {len(dataset)} usable; duration min {seconds.min():.2f} s, "
         f"mean {seconds.mean():.2f} s, max {seconds.max():.2f} s"
     )
-    corr = check_alignment(dataset, n_pairs=args.n_pairs, min_corr=args.min_corr)
+    n_pairs = args.n_pairs or len(dataset)  # every pair unless told otherwise
+    corr = check_alignment(dataset, n_pairs=n_pairs, min_corr=args.min_corr)
     print(
         f"alignment: mean noisy/clean correlation {corr:.3f} (aligned Kaggle data: "
         f"{ALIGNED_CORRELATION}; minimum {args.min_corr}): OK"
@@ -134,12 +136,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check",
         help="report the pairing and alignment of a folder of pairs",
         description="Pair PAIRS/noisy with PAIRS/clean (or test/ with y_test/), report the "
-        "durations, and measure the noisy/clean correlation; exits 2 when it is implausibly low.",
+        "durations, and measure the noisy/clean correlation of each pair; exits 2 naming each pair "
+        "where it is implausibly low (shifted in time, or two different recordings).",
     )
     p.add_argument(
         "--pairs", required=True, help="folder with noisy/ and clean/ (or test/, y_test/)"
     )
-    p.add_argument("--n-pairs", type=int, default=32, help="pairs sampled for the correlation")
-    p.add_argument("--min-corr", type=float, default=0.3, help="minimum mean correlation")
+    p.add_argument(
+        "--n-pairs", type=int, default=0, help="pairs checked, spread over the list (default: all)"
+    )
+    p.add_argument(
+        "--min-corr",
+        type=float,
+        default=PAIR_MIN_CORRELATION,
+        help=f"minimum noisy/clean correlation of each pair (default {PAIR_MIN_CORRELATION})",
+    )
     p.add_argument("--segment", type=float, default=3.0, help="seconds compared per pair")
     p.set_defaults(func=_check)

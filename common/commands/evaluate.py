@@ -4,7 +4,8 @@
 
 DIR holds noisy/ + clean/ (or Kaggle's test/ + y_test/). Without --enhanced the noisy files are
 scored against the clean ones (the baseline); with it, the enhanced files (same names; .wav and
-.flac match each other) are scored too and the delta is reported.
+.flac match each other) are scored too and the delta is reported. A pair whose files do not line
+up (shifted in time, or two different recordings) is named in a warning and in the summary.
 """
 
 from __future__ import annotations
@@ -54,7 +55,18 @@ def build_eval_items(pairs_dir: Path, enhanced_dir: Path | None) -> list[EvalIte
     ]
 
 
+def _check_out_dir(out: Path) -> None:
+    # Before the (long) scoring, not at the end: a file in the way is the user's to move.
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(
+            f"--out {out}: {blocker} is a file, not a folder; give a folder for "
+            "eval_per_file.csv and eval_summary.json"
+        )
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
+    _check_out_dir(args.out)
     items = build_eval_items(args.pairs, args.enhanced)
     result = evaluate_pairs(items, workers=args.workers, progress=not args.no_progress)
     csv_path, json_path = write_results(result, args.out)

@@ -4,11 +4,13 @@
     python -m common train --model crn --data /kaggle/input/libri-speech-noise-dataset --out OUT
     python -m common train --model lite --data synthetic --out OUT --epochs 2
     python -m common train ... --resume OUT/last.pt          # continue exactly where it stopped
+    python -m common train ... --overwrite                   # replace the run already in OUT
     python -m common train --model lite ... --n-fft 128 --stft-hop 64 \
         --model-config erb_low=17 --model-config erb_bands=16   # 8 ms window (low latency)
 
 --data is a Kaggle dataset root (archives or extracted folders), `synthetic` (a small generated
-corpus in the Kaggle layout, written to the work dir) or `mix` (speech + noise from --data-root,
+corpus in the Kaggle layout, written to the work dir, with at least one --batch-size of training
+pairs) or `mix` (speech + noise from --data-root,
 mixed on the fly with speaker-disjoint train/val splits from common.mixing).
 
 Data-parallel: `--nproc N` starts N processes (one per GPU, or gloo on CPU); equivalently
@@ -19,13 +21,14 @@ processes and --lr applies to it unchanged, so results do not depend on N.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.audio import StftConfig
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, run_files
 from common.distributed import (
     broadcast_from_main,
     cleanup_distributed,
@@ -34,10 +37,11 @@ from common.distributed import (
 )
 from common.errors import UserError
 from common.losses import EnhancementLoss, LossConfig
-from common.models import build_model, model_names
+from common.models import MODEL_REGISTRY, build_model, model_names
 from common.train import TrainConfig, Trainer, seed_everything
 
 LOSS_PRESETS = ("compressed", "seed")
+SYNTHETIC_MIN_PAIRS = 16  # `--data synthetic`: training pairs written (more for a larger batch)
 
 
 def _loss_config(name: str) -> LossConfig:
@@ -47,6 +51,77 @@ def _loss_config(name: str) -> LossConfig:
 
 def _default_data_root() -> Path:
     return Path(os.environ.get("SHARED_DATA", "../shared/data"))
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 or more")
+    return value
+
+
+def _value_fits(value: object, default: object) -> bool:
+    # The config dataclasses hold ints, floats, bools, strings and tuples; JSON gives lists.
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return default is None or isinstance(value, type(default))
+
+
+def _check_model_config(model: str, config: dict) -> None:
+    """Each --model-config value has the type of the setting it replaces, and the model builds."""
+    cfg_cls = MODEL_REGISTRY[model][1]
+    defaults = cfg_cls()
+    for f in dataclasses.fields(cfg_cls):
+        if f.name in config and not _value_fits(config[f.name], getattr(defaults, f.name)):
+            expected = type(getattr(defaults, f.name)).__name__
+            raise UserError(
+                f"--model-config {f.name}={config[f.name]!r}: {model} expects type {expected} "
+                f"(default {getattr(defaults, f.name)!r}); e.g. {f.name}={getattr(defaults, f.name)}"
+            )
+    try:
+        build_model(model, **config)  # fail now, in one line, before any data is prepared
+    except UserError:
+        raise
+    except Exception as exc:  # a model's own checks: channel counts, divisibility, ...
+        settings = " ".join(f"{k}={v}" for k, v in config.items() if k != "n_freq")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"--model-config {settings or '(defaults)'}: {model} cannot be built with these "
+            f"settings ({reason}); change them"
+        ) from None
+
+
+def _check_out_folder(out: Path, resume: Path | None, overwrite: bool) -> list[Path]:
+    """The earlier run's files in `out` that --overwrite will remove; refuses what would mix runs."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder; choose a folder for the run")
+    existing = run_files(out)
+    continuing = resume is not None and resume.resolve().parent == out.resolve()
+    if overwrite and continuing:
+        raise UserError(
+            f"--overwrite would delete {resume}, the checkpoint --resume continues from; "
+            "drop one of them"
+        )
+    if existing and not overwrite and not continuing:
+        names = ", ".join(p.name for p in existing[:4]) + (" ..." if len(existing) > 4 else "")
+        raise UserError(
+            f"--out {out}: already holds a training run ({names}); continue it with "
+            f"--resume {out / 'last.pt'}, or replace it with --overwrite"
+        )
+    return existing if overwrite else []
+
+
+def _remove_run_files(files: list[Path]) -> None:
+    # Only once the new run is about to start (settings checked, data prepared), so a refused
+    # or failed start leaves the earlier run whole; and all of it, so no old file mixes in.
+    for path in files:
+        path.unlink(missing_ok=True)
+    if files:
+        print(f"--overwrite: removed the earlier run's {len(files)} files from {files[0].parent}")
 
 
 def _parse_model_config(items: list[str]) -> dict:
@@ -133,6 +208,17 @@ def _mix_sets(args: argparse.Namespace) -> tuple[object, object, dict]:
     return train_set, val_set, info
 
 
+def _synthetic_train_pairs(batch_size: int, val_fraction: float) -> int:
+    """The synthetic corpus's size: the default 16 pairs, or more when the training split (what
+    --val-fraction leaves) would hold less than one --batch-size."""
+    from common.data import validation_count
+
+    n = SYNTHETIC_MIN_PAIRS
+    while n - validation_count(n, val_fraction) < batch_size:
+        n += 1
+    return n
+
+
 def _datasets(args: argparse.Namespace, out: Path) -> tuple[object, object, dict]:
     work = Path(args.work_dir) if args.work_dir else out / "data"
     if args.data == "mix":
@@ -140,7 +226,8 @@ def _datasets(args: argparse.Namespace, out: Path) -> tuple[object, object, dict
     if args.data == "synthetic":
         from common.synthetic import make_synthetic_corpus
 
-        root = make_synthetic_corpus(work / "synthetic", seed=args.seed)
+        n_train = _synthetic_train_pairs(args.batch_size, args.val_fraction)
+        root = make_synthetic_corpus(work / "synthetic", n_train=n_train, seed=args.seed)
         return _paired_sets(args, root, work)
     root = Path(args.data)
     if not root.is_dir():
@@ -212,15 +299,18 @@ def run_train(args: argparse.Namespace) -> int:
             f"--model-config n_freq={n_freq} does not match --n-fft {args.n_fft} "
             f"({stft_cfg.n_freq} bins); drop n_freq, it follows --n-fft"
         )
-    build_model(args.model, **model_config)  # fail now, in one line, on a bad --model-config
+    _check_model_config(args.model, model_config)
     resume = Path(args.resume) if args.resume else None
     if resume is not None:
         load_checkpoint(resume)  # a missing or foreign file is reported before data preparation
+    replaced = _check_out_folder(out, resume, args.overwrite)
 
     # Under torchrun every rank runs this: rank 0 alone prepares (extracts, checks) the data and
     # hands the datasets to the others, so no two processes write the same files.
     info = init_distributed()
     datasets = _datasets(args, out) if info.is_main else None
+    if info.is_main:
+        _remove_run_files(replaced)
     train_set, val_set, data_info = broadcast_from_main(datasets)
     job = TrainJob(
         args.model, model_config, train_set, val_set, cfg, stft_cfg, _loss_config(args.loss),
@@ -263,6 +353,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-steps", type=int, default=None, help="total optimizer steps")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="OUT holds an earlier run: delete its checkpoints and history when this run starts",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="effective batch over all processes")
     p.add_argument("--segment-seconds", type=float, default=3.0)
     p.add_argument("--lr", type=float, default=1e-3, help="for the effective batch (not rescaled)")
@@ -273,7 +368,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=10, help="early stopping; 0 disables")
     p.add_argument("--checkpoint-every", type=int, default=5, help="epoch_NNN.pt every N epochs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    p.add_argument("--workers", type=_non_negative_int, default=2,
+                   help="DataLoader workers per process (0: load in the training process)")  # fmt: skip
     p.add_argument("--n-fft", type=int, default=512, help="STFT window (512 = 32 ms)")
     p.add_argument("--stft-hop", type=int, default=None, help="STFT hop (default n_fft / 2)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="paired data held out")
