@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
+import tomllib
 from pathlib import Path
 from pprint import pformat
 
@@ -19,17 +19,19 @@ from nbformat import NotebookNode
 from builders.library import ModuleSource, pack, unpack
 from common.errors import UserError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: pytest's own dependency
-    import tomli as tomllib
-
 PYPROJECT = "pyproject.toml"
 STARTED_VARIABLE = "LSE_NOTEBOOK_STARTED"
 LIBRARY_TAG = "library"
 # Reinstalling torch would replace the image's CUDA build (the notebook would lose the GPU).
 NEVER_INSTALLED = frozenset({"torch"})
-# The library cell's own import: the install cell uses it, so it is always shipped.
+# Collapsed in Jupyter (source_hidden) and on Kaggle's pages (_kg_hide-input); the tag lets
+# the HTML render leave the code out.
+LIBRARY_CELL_METADATA = {
+    "_kg_hide-input": True,
+    "jupyter": {"source_hidden": True},
+    "tags": [LIBRARY_TAG],
+}
+# The install cell's import: always shipped.
 INSTALL_MODULE = "common.env"
 
 STARTED_AND_BUILD_INFO = """\
@@ -120,9 +122,7 @@ def setup_cells(modules: list[ModuleSource], repo: Path) -> list[NotebookNode]:
     install = INSTALL_CELL.format(requirements="\n".join(lines))
     return [
         nbformat.v4.new_markdown_cell(SETUP_NOTE.format(count=count)),
-        nbformat.v4.new_code_cell(
-            library, metadata={"jupyter": {"source_hidden": True}, "tags": [LIBRARY_TAG]}
-        ),
+        nbformat.v4.new_code_cell(library, metadata=dict(LIBRARY_CELL_METADATA)),
         nbformat.v4.new_code_cell(install, metadata={"tags": ["install"]}),
     ]
 

@@ -135,7 +135,11 @@ def test_generated_cells_and_the_sources_own_cells_in_order(tmp_path: Path) -> N
     assert f'os.environ["{STARTED_VARIABLE}"] = repr(time.time())' in code[0].source
     assert "BUILD_INFO = {" in code[0].source
     assert "parameters" in code[1].metadata["tags"]
-    assert code[2].metadata == {"jupyter": {"source_hidden": True}, "tags": [LIBRARY_TAG]}
+    assert code[2].metadata == {
+        "_kg_hide-input": True,  # Kaggle's pages show it folded
+        "jupyter": {"source_hidden": True},
+        "tags": [LIBRARY_TAG],
+    }
     assert "from common.env import install_missing" in code[3].source
     assert [c for c in nb.cells if LIBRARY_TAG in c.metadata.get("tags", [])] == [code[2]]
     source_cells = [c.source for c in jupytext.reads(SOURCE, fmt="py:percent").cells]
