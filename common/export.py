@@ -375,7 +375,7 @@ def _check_export(model: nn.Module, path: Path, n_freq: int) -> None:
         raise ExportMismatch(f"onnxruntime output differs from PyTorch by {err:.2e}")
 
 
-# --- ONNX inference (numpy + onnxruntime only) -------------------------------------------------
+# --- ONNX inference (onnxruntime; the STFT and the rest are common.enhance's) ---
 
 
 def onnx_session(path: str | Path, threads: int = 1, quiet: bool = False):

@@ -83,3 +83,9 @@ def test_streaming_cli_equals_offline_on_whole_real_files(shared_data, tmp_path)
 def test_enhance_needs_exactly_one_model(tmp_path, capsys):
     assert main(["enhance", str(tmp_path / "x.wav"), str(tmp_path / "y.wav")]) == 2
     assert "exactly one of --ckpt" in capsys.readouterr().err
+
+
+def test_streaming_needs_a_checkpoint_not_an_onnx_graph(tmp_path, capsys):
+    argv = ["enhance", "--onnx", str(tmp_path / "m.onnx"), "--streaming", "IN", "OUT"]
+    assert main(argv) == 2
+    assert "--streaming needs --ckpt" in capsys.readouterr().err
