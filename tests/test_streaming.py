@@ -124,3 +124,13 @@ def test_bad_hops_and_frame_layouts_are_refused() -> None:
     streamer = StreamingEnhancer(build_model("lite"), StftConfig())
     with pytest.raises(UserError, match="expected exactly hop_length=256"):
         streamer.process(np.zeros(100, np.float32))
+
+
+def test_streaming_backend_keeps_stereo_with_each_channel_its_own() -> None:
+    cfg = StftConfig()
+    model = random_lite(cfg)
+    left, right = synthetic_speech(0.8), np.roll(synthetic_speech(0.8), 777)
+    out = Enhancer(StreamingBackend(model, cfg)).enhance(np.stack([left, right], axis=1), 16000)
+    assert out.shape == (len(left), 2)
+    mono = Enhancer(StreamingBackend(model, cfg)).enhance(right, 16000)
+    np.testing.assert_allclose(out[:, 1], mono, atol=1e-5)
