@@ -427,9 +427,10 @@ class OnnxBackend:
         pass
 
     def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        # One channel per run: a graph from the dynamo exporter has a fixed batch of 1.
         x = torch.stack((spec.real, spec.imag), dim=1).numpy().astype(np.float32)
-        y = torch.from_numpy(self.session.run(None, {ONNX_INPUT: x})[0])
-        return torch.complex(y[:, 0], y[:, 1])
+        y = np.concatenate([self.session.run(None, {ONNX_INPUT: c[None]})[0] for c in x])
+        return torch.complex(torch.from_numpy(y[:, 0]), torch.from_numpy(y[:, 1]))
 
 
 def load_onnx_enhancer(
