@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--streaming",
         action="store_true",
-        help="run the causal model frame by frame (one hop in, one hop out), as a stream would",
+        help="run the causal model one frame at a time with its state, as a stream does "
+        "(the same output as without it, to float rounding)",
     )
     p.add_argument("--vad", action="store_true", help="attenuate non-speech regions (Silero VAD)")
     p.add_argument("--vad-floor-db", type=float, default=-20.0, help="gain in non-speech regions")
