@@ -10,10 +10,11 @@ steps), not enhancement quality: no number measured on it says anything about re
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,9 @@ def synth_pair(
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32)
 
 
+# What a corpus was made with (next to its archives); a call with the same settings reuses it.
+SYNTHETIC_RECORD = ".synthetic.json"
+SYNTHETIC_VERSION = 1  # bump when the signals change, so older corpora are made again
 # Every file in the archives is stamped with this time, so the same seed gives byte-identical
 # archives and a second run finds its earlier extraction still valid instead of redoing it.
 SYNTHETIC_MTIME = 1_600_000_000
@@ -172,7 +176,8 @@ def make_synthetic_corpus(
 
     Each archive holds one top folder named like the archive (as the Kaggle dataset is assumed
     to), so the reader's descent through single-child folders is exercised. A
-    `synthetic_manifest.csv` records each file's duration, noise type and SNR.
+    `synthetic_manifest.csv` records each file's duration, noise type and SNR. A second call
+    with the same settings finds the corpus complete and returns at once.
     """
     cfg = cfg or SyntheticConfig()
     if n_train < 1 or n_test < 1:
@@ -183,6 +188,16 @@ def make_synthetic_corpus(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    request = {
+        "version": SYNTHETIC_VERSION,
+        "n_train": n_train,
+        "n_test": n_test,
+        "seed": seed,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+    }
+    if _synthetic_corpus_present(out_dir, request):
+        return out_dir  # the same seed and settings give the same files: nothing to redo
+    (out_dir / SYNTHETIC_RECORD).unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -217,7 +232,22 @@ def make_synthetic_corpus(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    # Written last: its presence says every archive above is complete.
+    archives = {p.name: p.stat().st_size for p in sorted(out_dir.glob("*.7z"))}
+    (out_dir / SYNTHETIC_RECORD).write_text(json.dumps({**request, "archives": archives}))
     return out_dir
+
+
+def _synthetic_corpus_present(out_dir: Path, request: dict) -> bool:
+    try:
+        record = json.loads((out_dir / SYNTHETIC_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    archives = record.pop("archives", {})
+    return record == request and all(
+        (out_dir / name).is_file() and (out_dir / name).stat().st_size == size
+        for name, size in archives.items()
+    )
 
 
 def remove_synthetic_corpus(out_dir: Path) -> None:
@@ -225,5 +255,6 @@ def remove_synthetic_corpus(out_dir: Path) -> None:
     for name in ("train", "y_train", "test", "y_test"):
         (Path(out_dir) / f"{name}.7z").unlink(missing_ok=True)
     (Path(out_dir) / "synthetic_manifest.csv").unlink(missing_ok=True)
+    (Path(out_dir) / SYNTHETIC_RECORD).unlink(missing_ok=True)
     if Path(out_dir).is_dir() and not any(Path(out_dir).iterdir()):
         shutil.rmtree(out_dir)
