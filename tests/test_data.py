@@ -375,3 +375,28 @@ def test_alignment_guard_refuses_all_silent_data(tmp_path):
 def test_audio_error_is_a_user_error():
     # The CLI relies on this to print one line instead of a traceback.
     assert issubclass(AudioError, UserError)
+
+
+def test_misalignment_names_a_shift_or_another_recording():
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal(3 * SR).astype(np.float32)
+    noisy = clean + 0.5 * rng.standard_normal(3 * SR).astype(np.float32)
+    assert data_module.misalignment(noisy, clean) is None
+    late = np.concatenate([np.zeros(SR // 2, np.float32), noisy])[: len(noisy)]
+    assert "noisy lags clean by 0.50 s" in data_module.misalignment(late, clean)
+    early = np.concatenate([noisy[SR // 4 :], np.zeros(SR // 4, np.float32)])
+    assert "noisy lags clean by -0.25 s" in data_module.misalignment(early, clean)
+    other = rng.standard_normal(3 * SR).astype(np.float32)
+    assert "not the same recording" in data_module.misalignment(other, clean)
+
+
+def test_alignment_guard_names_the_one_bad_pair_among_good_ones(tmp_path):
+    # One pair in six from another recording: the mean (about 0.8) would pass; the pair is named.
+    make_pair_folder(tmp_path, [f"{i}.wav" for i in range(6)], seconds=2.0)
+    pairs = pairs_of(tmp_path)
+    bad = data_module.AudioPair(pairs[3].name, pairs[3].noisy, pairs[4].clean)
+    dataset = PairedDataset([*pairs[:3], bad, *pairs[4:]], segment_seconds=1.0, train=False)
+    with pytest.raises(UserError) as exc:
+        check_alignment(dataset)
+    message = one_line(exc)
+    assert "1 of 6" in message and pairs[3].name in message and pairs[2].name not in message
