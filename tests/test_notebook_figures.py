@@ -102,6 +102,7 @@ def test_smoke_output_shows_every_figure(name: str) -> None:
     executed, html = out / f"{name}.ipynb", out / f"{name}.html"
     if not (executed.is_file() and html.is_file()):
         pytest.skip(f"no {executed.relative_to(REPO)}: run `make smoke` first")
+    assert (out / "summary.json").is_file(), f"the last `make smoke` of {name} did not finish"
     expected = expected_figures(name)
     assert expected, f"notebooks_src/{name}.py makes no figure this test knows"
     saved = sorted(p.name for p in out.glob("*.png"))
