@@ -164,8 +164,10 @@ class Trainer:
         *,
         resume_from: str | Path | None = None,
         data_info: dict | None = None,
+        run_config: dict | None = None,
     ) -> None:
         self.cfg = cfg
+        self.run_config = plain(run_config or {})  # the whole RunConfig, stored with each file
         self.stft = stft_cfg
         self.out_dir = Path(out_dir)
         self.loss_fn = loss_fn
@@ -560,6 +562,7 @@ class Trainer:
             if is_dataclass(getattr(self.loss_fn, "cfg", None))
             else None,
             "data": self.data_info,
+            "run_config": self.run_config,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": plain(self.plateau.state_dict()),
@@ -634,6 +637,7 @@ class Trainer:
                 "train_seconds": self.train_seconds,
                 "device": str(self.device),
                 "train_config": self.train_config_dict(),
+                "run_config": self.run_config,
                 "history": self.history,
             }
         )

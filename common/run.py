@@ -1,0 +1,284 @@
+"""One training path for the command line, the notebooks, smoke and bench.
+
+    data = prepare_data(cfg, work_dir)                 # one data path for every source
+    summary = train(cfg, data, out_dir, resume, nproc) # one worker, one process or data-parallel
+
+`prepare_data` turns `RunConfig.data` into training and validation sets (with the alignment guard
+for paired data) and the test pairs the evaluation scores: the team's Kaggle dataset, a
+synthetic corpus in its layout, or clean speech + noise mixed on the fly (held-out test mixtures
+written once from the test split). `train` builds the model, loss and trainer from the same
+config in every process and stores the config whole in each checkpoint and `history.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from common.config import RunConfig, config_dict
+from common.data import (
+    AudioPair,
+    PairedDataset,
+    check_alignment,
+    discover_pairs,
+    find_pair_dirs,
+    prepare_kaggle_data,
+    split_pairs,
+    validation_count,
+)
+from common.distributed import launch_processes
+from common.errors import UserError
+from common.losses import EnhancementLoss
+from common.models import MODEL_REGISTRY, build_model, model_names
+from common.train import Trainer, seed_everything
+
+KAGGLE_INPUT = Path("/kaggle/input")
+KAGGLE_DATASET_SLUG = "libri-speech-noise-dataset"
+SYNTHETIC_MIN_PAIRS = 16  # training pairs in the synthetic corpus (more for a larger batch)
+MIX_TEST_ITEMS = 48  # held-out mixtures scored after a `mix` run
+MIX_TEST_SNRS = (0.0, 5.0, 10.0, 15.0)
+
+
+@dataclass
+class RunData:
+    """What a run trains on, validates on and is scored on."""
+
+    train: Dataset | None
+    val: Dataset | None
+    test: list[AudioPair]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _limit(pairs: list[AudioPair], n: int) -> list[AudioPair]:
+    return pairs[:n] if n and n > 0 else pairs
+
+
+def _kaggle_dataset_root(root: str) -> Path:
+    if root != "auto":
+        path = Path(root)
+        if not path.is_dir():
+            raise UserError(f"data.root={root!r}: folder not found; give the Kaggle dataset root")
+        return path
+    # The mount layout has changed over time: search for the archive instead of assuming a path.
+    found = sorted(p.parent for p in KAGGLE_INPUT.rglob("test.7z")) if KAGGLE_INPUT.is_dir() else []
+    found += sorted(KAGGLE_INPUT.glob(f"*{KAGGLE_DATASET_SLUG}*")) if KAGGLE_INPUT.is_dir() else []
+    if not found:
+        raise UserError(
+            "data.source='kaggle' but no test.7z under /kaggle/input: attach the dataset "
+            f"earth16/{KAGGLE_DATASET_SLUG}, or set data.root to the dataset folder"
+        )
+    return found[0]
+
+
+def _mix_root(root: str) -> Path:
+    """A folder with speech/ and noise/: `root`, else $SHARED_DATA, ../shared/data or an input."""
+    if root != "auto":
+        candidates = [Path(root)]
+    else:
+        candidates = [Path(os.environ.get("SHARED_DATA", "../shared/data"))]
+        if KAGGLE_INPUT.is_dir():
+            candidates += sorted(p.parent for p in KAGGLE_INPUT.rglob("speech") if p.is_dir())
+    for path in candidates:
+        if (path / "speech").is_dir() and (path / "noise").is_dir():
+            return path
+    raise UserError(
+        f"data.source='mix' needs a folder with speech/ and noise/ (data.root={root!r}): set "
+        "data.root, or $SHARED_DATA, or attach such a dataset on Kaggle"
+    )
+
+
+def synthetic_train_pairs(batch_size: int, val_fraction: float) -> int:
+    """The synthetic corpus's size: 16 pairs, or more when the training split (what
+    `val_fraction` leaves) would hold less than one batch."""
+    n = SYNTHETIC_MIN_PAIRS
+    while n - validation_count(n, val_fraction) < batch_size:
+        n += 1
+    return n
+
+
+def _paired_data(cfg: RunConfig, root: Path, work: Path, need_train: bool) -> RunData:
+    d, seed = cfg.data, cfg.train.seed
+    if (root / "noisy").is_dir() and (root / "clean").is_dir():  # extracted test pairs only
+        if need_train:
+            raise UserError(
+                f"{root}: holds only noisy/ + clean/ test pairs; training needs the archives"
+            )
+        train_all, test = [], discover_pairs(*find_pair_dirs(root))
+    else:
+        kaggle = prepare_kaggle_data(root, work / "extracted", need_train=need_train)
+        train_all, test = kaggle.train, kaggle.test
+    train_all = _limit(train_all, d.max_train_pairs)
+    test = _limit(sorted(test, key=lambda p: p.name), d.max_test_pairs)
+    train_pairs, val_pairs = split_pairs(train_all, d.val_fraction, seed) if train_all else ([], [])
+    info: dict[str, Any] = {"source": d.source, "root": str(root), "test_pairs": len(test)}
+    if not need_train:
+        return RunData(None, None, test, info)
+    train_set = PairedDataset(train_pairs, d.segment_seconds, train=True, seed=seed)
+    val_set = (
+        PairedDataset(val_pairs, d.segment_seconds, train=False, seed=seed) if val_pairs else None
+    )
+    corr = check_alignment(train_set)  # the guard against the team's misaligned-crop bug
+    print(
+        f"alignment check: mean noisy/clean correlation {corr:.3f} over the training crops (passed)"
+    )
+    info.update(
+        train_pairs=len(train_pairs), val_pairs=len(val_pairs), alignment_corr=round(corr, 4)
+    )
+    return RunData(train_set, val_set, test, info)
+
+
+def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
+    from common.mixing import MixConfig, MixingDataset, make_testset, real_corpus_splits
+
+    d, seed = cfg.data, cfg.train.seed
+    root = _mix_root(d.root)
+    testset = work / "mix-testset"
+    if not (testset / "testset.csv").is_file():  # written once, whole (the csv comes last)
+        make_testset(root, testset, MIX_TEST_ITEMS, MIX_TEST_SNRS, seed, d.exclude_noncommercial)
+    test = _limit(discover_pairs(testset / "noisy", testset / "clean"), d.max_test_pairs)
+    info: dict[str, Any] = {"source": "mix", "root": str(root), "test_pairs": len(test)}
+    if not need_train:
+        return RunData(None, None, test, info)
+    splits = real_corpus_splits(root, seed=seed, exclude_noncommercial=d.exclude_noncommercial)
+    mix = MixConfig(snr_db=tuple(d.snr_db), segment_seconds=d.segment_seconds, seed=seed)
+    train_set = MixingDataset(splits["train"].speech, splits["train"].noise, mix, True, d.mix_items)
+    n_val = max(cfg.train.batch_size, d.mix_items // 20)
+    val_set = MixingDataset(splits["val"].speech, splits["val"].noise, mix, False, n_val)
+    info.update(
+        train_speech_files=len(splits["train"].speech),
+        train_noise_files=len(splits["train"].noise),
+        items_per_epoch=len(train_set),
+        snr_db=list(d.snr_db),
+        exclude_noncommercial=bool(d.exclude_noncommercial),
+        val_items=len(val_set),
+    )
+    return RunData(train_set, val_set, test, info)
+
+
+def prepare_data(cfg: RunConfig, work: Path, need_train: bool = True) -> RunData:
+    """The datasets `cfg.data` names; archives are extracted (once) under `work`."""
+    source = cfg.data.source
+    if source == "mix":
+        data = _mix_data(cfg, work, need_train)
+    elif source == "synthetic":
+        from common.synthetic import make_synthetic_corpus
+
+        n_train = synthetic_train_pairs(cfg.train.batch_size, cfg.data.val_fraction)
+        root = make_synthetic_corpus(work / "synthetic", n_train=n_train, seed=cfg.train.seed)
+        data = _paired_data(cfg, root, work, need_train)
+    else:
+        data = _paired_data(cfg, _kaggle_dataset_root(cfg.data.root), work, need_train)
+    counts = ", ".join(
+        f"{v} {k.replace('_', ' ')}"
+        for k, v in data.info.items()
+        if k.endswith(("_pairs", "_items"))
+    )
+    print(f"data: {source} ({data.info['root']}): {counts}")
+    return data
+
+
+@dataclass
+class TrainJob:
+    """Everything one training process needs (picklable, for spawned data-parallel workers)."""
+
+    config: RunConfig
+    train_set: Dataset
+    val_set: Dataset | None
+    out: Path
+    resume: Path | None
+    data_info: dict[str, Any]
+
+
+def model_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The model's settings with `n_freq` from the STFT (a model sees the STFT's bins)."""
+    settings = dict(cfg.model.settings)
+    n_freq = settings.setdefault("n_freq", cfg.stft.n_freq)
+    if n_freq != cfg.stft.n_freq:
+        raise UserError(
+            f"model.settings.n_freq={n_freq} does not match stft.n_fft={cfg.stft.n_fft} "
+            f"({cfg.stft.n_freq} bins); drop n_freq, it follows the STFT"
+        )
+    return settings
+
+
+def _value_fits(value: object, default: object) -> bool:
+    # Model configs hold ints, floats, bools, strings and tuples; JSON and TOML give lists.
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, tuple | list):
+        return isinstance(value, tuple | list)
+    return default is None or isinstance(value, type(default))
+
+
+def check_model(cfg: RunConfig) -> None:
+    """Each model setting has the type of the one it replaces, and the model builds: one line
+    naming the setting otherwise, before any data is prepared."""
+    name, settings = cfg.model.name, model_settings(cfg)
+    if name not in MODEL_REGISTRY:
+        raise UserError(f"model.name={name!r}: unknown; choose one of {', '.join(model_names())}")
+    cfg_cls = MODEL_REGISTRY[name][1]
+    defaults = cfg_cls()
+    for f in dataclasses.fields(cfg_cls):
+        if f.name in settings and not _value_fits(settings[f.name], getattr(defaults, f.name)):
+            default = getattr(defaults, f.name)
+            raise UserError(
+                f"model.settings.{f.name}={settings[f.name]!r}: {name} expects type "
+                f"{type(default).__name__} (default {default!r}); e.g. {f.name}={default}"
+            )
+    try:
+        build_model(name, **settings)
+    except UserError:
+        raise
+    except Exception as exc:  # a model's own checks: channel counts, divisibility, ...
+        given = " ".join(f"{k}={v}" for k, v in cfg.model.settings.items())
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"model.settings {given or '(defaults)'}: {name} cannot be built with these "
+            f"settings ({reason}); change them"
+        ) from None
+
+
+def train_worker(job: TrainJob) -> dict:
+    """The one training worker: model, loss and trainer from the config, then `fit`."""
+    cfg = job.config
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg.model.name, **model_settings(cfg))
+    trainer = Trainer(
+        model,
+        EnhancementLoss(cfg.loss, cfg.stft),
+        job.train_set,
+        job.val_set,
+        cfg.train,
+        cfg.stft,
+        job.out,
+        resume_from=job.resume,
+        data_info=job.data_info,
+        run_config=config_dict(cfg),
+    )
+    return trainer.fit()
+
+
+def train(
+    cfg: RunConfig,
+    data: RunData,
+    out: Path,
+    resume: Path | None = None,
+    nproc: int = 1,
+    start_method: str = "fork",
+) -> None:
+    """Train on `data` into `out` (one process, or `nproc` data-parallel ones)."""
+    if data.train is None:
+        raise UserError("no training data was prepared (need_train=False); cannot train")
+    out.mkdir(parents=True, exist_ok=True)
+    job = TrainJob(cfg, data.train, data.val, out, resume, data.info)
+    if nproc == 1:
+        train_worker(job)
+    else:
+        launch_processes(train_worker, nproc, (job,), start_method=start_method)
