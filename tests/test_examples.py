@@ -10,7 +10,7 @@ the help texts that start with the command. Each runs as a subprocess with only 
 - `[...]` in a synopsis is optional and left out; `train ...` means "the train example above,
   changed by what follows";
 - training is shortened: one optimizer step (two when resuming) on 1-s crops, no loader
-  processes, 16 mixtures per epoch with `--data mix`; OUT/data (derived data: the synthetic
+  processes, 16 mixtures per epoch when mixing; OUT/data (derived data: the synthetic
   corpus and its extraction) is copied from an earlier example with the same --out.
 Each example runs in a fresh folder; one that reads a path an earlier example wrote
 (--resume runs/lite/last.pt, --onnx build/lite.onnx) gets a copy of it, so the README's
@@ -66,7 +66,8 @@ def _examples_in(lines: list[str], source: str) -> list[Example]:
             continue
         text = line.split(" #", 1)[0].strip()
         # A synopsis marks optional parts with [...]: run it without them.
-        rest = re.sub(r"\[[^\]]*\]", " ", m.group(1).split(" #", 1)[0])
+        # Only a bracket that opens a word: `--set data.snr_db=[-5,20]` is a value.
+        rest = re.sub(r"(?<!\S)\[[^\]]*\]", " ", m.group(1).split(" #", 1)[0])
         found.append(Example(source, text, shlex.split(rest)))
     return found
 
@@ -145,8 +146,9 @@ def _substitute(args: list[str], data: Path) -> list[str]:
         # One step (two when continuing a run that made one), in this process.
         steps = "2" if "--resume" in out else "1"
         out += ["--max-steps", steps, "--segment-seconds", "1", "--workers", "0", "--no-progress"]
-        if _option_value(out, "--data") == "mix":
-            out += ["--mix-items", "16"]  # the validation set follows it: one batch
+        # Mixtures per epoch, when the data is mixed (a recipe may say so): the validation set
+        # follows it down to one batch. Other data sources ignore it.
+        out += ["--mix-items", "16"]
     return out
 
 
