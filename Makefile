@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.setup-stamp
-# Every notebook with Kaggle metadata (kernel-metadata/NAME.json; `_`-files are not notebooks).
-NOTEBOOKS := $(sort $(filter-out _%,$(basename $(notdir $(wildcard kernel-metadata/*.json)))))
+# Every recipe (one training notebook each) and every other notebook with Kaggle metadata
+# (kernel-metadata/NAME.json; `_`-files are not notebooks).
+NOTEBOOKS := $(sort $(basename $(notdir $(wildcard recipes/*.toml))) \
+               $(filter-out _%,$(basename $(notdir $(wildcard kernel-metadata/*.json)))))
 KAGGLE_OPS := push status wait pull resume
 POLL ?= 15
 SHARED_DATA ?= ../shared/data
@@ -68,7 +70,7 @@ $(addprefix wait-,$(NOTEBOOKS)): wait-%: setup
 $(addprefix pull-,$(NOTEBOOKS)): pull-%: setup
 	$(PY) -m builders.kaggle pull $*
 push-% status-% wait-% pull-% resume-%:
-	@echo "error: no notebook '$*' (no kernel-metadata/$*.json); choose one of: $(NOTEBOOKS)" >&2; exit 2
+	@echo "error: no notebook '$*' (no recipes/$*.toml or kernel-metadata/$*.json); choose one of: $(NOTEBOOKS)" >&2; exit 2
 
 demo: setup
 	$(PY) -m common.demo --ckpt checkpoints/lite-dev.pt

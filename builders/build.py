@@ -1,4 +1,8 @@
-"""`python -m builders.build [NAME...]`: turn notebooks_src/NAME.py into a self-contained notebook.
+"""`python -m builders.build [NAME...]`: turn a notebook source into a self-contained notebook.
+
+NAME is a recipe (recipes/NAME.toml: built from the one training notebook, notebooks_src/train.py,
+with the recipe's title, description and name filled in and the recipe shipped with it) or
+another notebook source (notebooks_src/NAME.py: evaluate, vad).
 
 The `common` modules the source imports (transitively) travel inside the notebook: one collapsed
 cell writes them as files onto `sys.path`, so the source's own `from common.X import y` lines run
@@ -43,6 +47,7 @@ from builders.metadata import (
     validate_metadata,
     write_metadata,
 )
+from common.config import RECIPES_DIR, recipe_kernel, recipe_names
 from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,12 +67,31 @@ LANGUAGE_INFO = {
 BUILD_KEY = "lse_build"  # notebook metadata written by this builder
 
 
+TRAINING_SOURCE = "train"  # notebooks_src/train.py: built once per recipe
+
+
+def _recipes(repo: Path) -> list[str]:
+    return recipe_names(repo / RECIPES_DIR.name)
+
+
 def notebook_names(repo: Path = REPO) -> list[str]:
-    """Every notebooks_src/*.py whose name does not start with "_" (those are examples)."""
-    return sorted(p.stem for p in (repo / SOURCES_DIR).glob("*.py") if not p.stem.startswith("_"))
+    """Every recipe, and every other notebooks_src/*.py not starting with "_" (examples)."""
+    others = [
+        p.stem
+        for p in (repo / SOURCES_DIR).glob("*.py")
+        if not p.stem.startswith("_") and p.stem != TRAINING_SOURCE
+    ]
+    clash = sorted(set(others) & set(_recipes(repo)))
+    if clash:
+        raise UserError(
+            f"{SOURCES_DIR}/{clash[0]}.py and recipes/{clash[0]}.toml share a name; rename one"
+        )
+    return sorted(_recipes(repo) + others)
 
 
 def source_path(name: str, repo: Path = REPO) -> Path:
+    if name in _recipes(repo):
+        name = TRAINING_SOURCE
     path = repo / SOURCES_DIR / f"{name}.py"
     if not path.is_file():
         known = ", ".join(notebook_names(repo)) or "none yet"
@@ -168,6 +192,9 @@ def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
     for label, imports in found:
         check_names_exist(imports, by_name, label)
 
+    if name in _recipes(repo):
+        _fill_in_recipe(source, name, rel, params[0], repo)
+        modules = [*modules, _recipe_file(name, repo)]
     record = build_record(rel, modules, repo)
     cells: list[NotebookNode] = []
     for i, cell in enumerate(source.cells):
@@ -180,6 +207,37 @@ def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
         if i == params[0]:
             cells.extend(setup_cells(modules, repo))
     return _finish(cells, record)
+
+
+def _recipe_file(name: str, repo: Path) -> ModuleSource:
+    """recipes/NAME.toml, shipped beside `common` in the library cell (`load_recipe` finds it)."""
+    path = Path(RECIPES_DIR.name, f"{name}.toml")
+    text = (repo / path).read_text(encoding="utf-8")
+    return ModuleSource(name=path.as_posix(), path=path, text=text, imports=(), exports=frozenset())
+
+
+def _fill_in_recipe(source: NotebookNode, name: str, rel: str, params: int, repo: Path) -> None:
+    """The training notebook for one recipe: its title and description on top, its name in the
+    parameters cell."""
+    from common.config import load_recipe
+
+    cfg = load_recipe(name, repo / RECIPES_DIR.name)
+    title = recipe_kernel(name, repo / RECIPES_DIR.name)["title"]
+    intro = next(c for c in source.cells if c.cell_type == "markdown")
+    intro.source = (
+        f"# {title}\n\n{cfg.description.strip()}\n\n"
+        f"The recipe is `recipes/{name}.toml` (the whole configuration is printed below); this "
+        f"notebook is built from `{rel}` by `python -m builders.build {name}` and trains through "
+        f"the same code as `python -m common train --recipe {name}`."
+    )
+    cell = source.cells[params]
+    lines = cell.source.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("recipe =")]
+    if len(at) != 1:
+        raise UserError(f"{rel}: the parameters cell needs one `recipe = ...` line")
+    comment = lines[at[0]].partition("#")[2]
+    lines[at[0]] = f"recipe = {name!r}" + (f"  #{comment}" if comment else "")
+    cell.source = "\n".join(lines)
 
 
 def _finish(cells: list[NotebookNode], record: dict) -> NotebookNode:
@@ -246,7 +304,8 @@ def build_kernel(
     kernel_dir.mkdir(parents=True, exist_ok=True)
     meta = kernel_metadata(name, username, code_file=notebook.name, repo=repo)
     shutil.copyfile(notebook, kernel_dir / notebook.name)
-    validate_metadata(meta, kernel_dir, origin=f"kernel-metadata/{name}.json")
+    origin = f"recipes/{name}.toml" if name in _recipes(repo) else f"kernel-metadata/{name}.json"
+    validate_metadata(meta, kernel_dir, origin=origin)
     write_metadata(meta, kernel_dir)
     return kernel_dir
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from slugify import slugify
 
+from common.config import RECIPES_DIR, recipe_kernel
 from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +107,12 @@ def kernel_metadata(
     folder = repo / METADATA_DIR
     meta = _read_json(folder / DEFAULTS_FILE)
     specific_path = folder / f"{name}.json"
-    specific = _read_json(specific_path)
+    recipe = repo / RECIPES_DIR.name / f"{name}.toml"
+    if not specific_path.is_file() and recipe.is_file():
+        # A training notebook's title and slug (and any extra sources) live in its recipe.
+        specific_path, specific = recipe, dict(recipe_kernel(name, recipe.parent))
+    else:
+        specific = _read_json(specific_path)
     for key in ("slug", "title"):
         if not isinstance(specific.get(key), str) or not specific[key]:
             raise UserError(f'{specific_path}: needs a "{key}" string; add it')
@@ -115,12 +121,14 @@ def kernel_metadata(
     meta.update(specific)
     meta["id"] = f"{user}/{slug}"
     meta["code_file"] = code_file or f"{name}.ipynb"
-    # A bare slug in kernel_sources means "my own notebook": the owner is only known now.
-    sources = meta.get("kernel_sources", [])
-    if isinstance(sources, list):
-        meta["kernel_sources"] = [
-            f"{user}/{s}" if isinstance(s, str) and "/" not in s else s for s in sources
-        ]
+    # A bare slug in kernel_sources or dataset_sources means "my own notebook / dataset": the
+    # owner is only known now.
+    for key in ("kernel_sources", "dataset_sources"):
+        sources = meta.get(key, [])
+        if isinstance(sources, list):
+            meta[key] = [
+                f"{user}/{s}" if isinstance(s, str) and "/" not in s else s for s in sources
+            ]
     return meta
 
 

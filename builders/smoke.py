@@ -54,7 +54,7 @@ class SmokeConfig:
     epochs: int = 1
     batch_size: int = 2
     segment_seconds: float = 1.0
-    max_minutes: float = 10.0  # the whole notebook (training stops on `epochs` long before)
+    max_minutes: float = 10.0  # each notebook's session (training stops on `epochs` long before)
     max_train_pairs: int = 8
     max_test_pairs: int = 2
     eval_seconds: float = 4.0  # score only the first seconds of each (16-24 s) test file
@@ -213,28 +213,56 @@ def smoke_parameters(
     output_dir: Path,
     smoke_dir: Path,
 ) -> dict:
-    """Tiny settings for the parameters the notebook declares (papermill warns about others)."""
-    checkpoint = latest_checkpoint(smoke_dir)
+    """Tiny settings for the parameters the notebook declares (papermill warns about others).
+
+    The run's settings go in as `overrides` of the recipe (or of the evaluated checkpoint's
+    configuration): the synthetic corpus in the Kaggle layout, a few pairs, one short epoch.
+    """
+    overrides = {
+        "data.source": "kaggle",
+        "data.root": str(data_dir),
+        "data.work_dir": str(work_dir),
+        "data.max_test_pairs": cfg.max_test_pairs,
+        "evaluate.eval_seconds": cfg.eval_seconds,
+        "train.device": "cpu",
+    }
+    declared = declared_parameters(notebook)
+    if "recipe" in declared:  # the training notebook
+        overrides.update(
+            {
+                "data.segment_seconds": cfg.segment_seconds,
+                "data.max_train_pairs": cfg.max_train_pairs,
+                "train.epochs": cfg.epochs,
+                "train.batch_size": cfg.batch_size,
+                "train.num_workers": cfg.num_workers,
+                "train.seed": cfg.seed,
+                "train.progress": False,
+            }
+        )
     wanted = {
-        "data_source": str(data_dir),
-        "work_dir": str(work_dir),
+        "overrides": overrides,
         "output_dir": str(output_dir),
-        "eval_seconds": cfg.eval_seconds,
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "segment_seconds": cfg.segment_seconds,
         "max_minutes": cfg.max_minutes,
-        "seed": cfg.seed,
-        "num_workers": cfg.num_workers,
-        "max_train_pairs": cfg.max_train_pairs,
-        "max_test_pairs": cfg.max_test_pairs,
-        "device": "cpu",
         "nproc": 1,
     }
+    checkpoint = latest_checkpoint(smoke_dir)
     if checkpoint is not None:
         wanted["checkpoint"] = str(checkpoint)
-    declared = declared_parameters(notebook)
     return {k: v for k, v in wanted.items() if k in declared}
+
+
+def smoke_names(repo: Path = REPO) -> list[str]:
+    """What `make smoke` runs: each model's own recipe (recipes/MODEL.toml, the one training
+    notebook source once per model) and every other notebook; other recipes on request."""
+    from common.models import model_names
+
+    return [n for n in notebook_names(repo) if n in model_names() or n not in _recipe_names(repo)]
+
+
+def _recipe_names(repo: Path) -> list[str]:
+    from common.config import recipe_names
+
+    return recipe_names(repo / "recipes")
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -433,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        results = run_smoke(args.names or notebook_names())
+        results = run_smoke(args.names or smoke_names())
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

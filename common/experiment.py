@@ -1,6 +1,7 @@
 """The steps every notebook runs, so that notebook sources stay thin and read top to bottom:
-data (with the alignment guard), training (one process or data-parallel), evaluation on the test
-pairs from real waveforms, example figures, and the run's `summary.json`."""
+the run's configuration (a recipe with overrides), the environment and time budget, training
+through `common.run` (the same path as `python -m common train`), evaluation on the test pairs
+from real waveforms, example figures, and the run's `summary.json`."""
 
 from __future__ import annotations
 
@@ -8,94 +9,85 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.audio import SAMPLE_RATE, StftConfig
+from common.audio import SAMPLE_RATE
 from common.budget import SessionBudget
 from common.checkpoint import json_safe, load_checkpoint
-from common.data import (
-    AudioPair,
-    PairedDataset,
-    check_alignment,
-    discover_pairs,
-    find_pair_dirs,
-    prepare_kaggle_data,
-    split_pairs,
+from common.config import (
+    EvalConfig,
+    RunConfig,
+    apply_overrides,
+    config_dict,
+    config_from_dict,
+    load_recipe,
 )
-from common.distributed import launch_processes
+from common.data import AudioPair, PairedDataset
 from common.enhance import load_enhancer, load_model
 from common.env import EnvInfo, describe_environment, format_environment, select_device
 from common.errors import UserError
-from common.losses import EnhancementLoss, LossConfig
 from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
-from common.models import build_model, count_parameters
+from common.models import count_parameters
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
-from common.synthetic import make_synthetic_corpus
-from common.train import TrainConfig, Trainer
+from common.run import RunData, check_model, train
 
-KAGGLE_DATASET_SLUG = "libri-speech-noise-dataset"
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def on_kaggle() -> bool:
+    return KAGGLE_WORKING.is_dir()
 
 
 @dataclass
-class RunParams:
-    """A notebook's parameters cell, gathered (papermill overrides them one by one)."""
+class Session:
+    """What a notebook run needs beyond the RunConfig: where it writes, its time budget, how many
+    processes, and the checkpoint it continues from (the notebook's parameters cell)."""
 
-    model: str
-    data_source: str = "kaggle"  # "kaggle", "synthetic", or a folder (archives or extracted)
-    work_dir: str = "auto"  # where archives are extracted
-    output_dir: str = "auto"  # /kaggle/working on Kaggle, ./outputs/<model> elsewhere
-    epochs: int = 30
-    batch_size: int = 16
-    segment_seconds: float = 3.0
+    name: str
+    output_dir: str = "auto"  # /kaggle/working on Kaggle, outputs/<name> elsewhere
     # The whole notebook's budget, counted from its first cell (installs, extraction, training,
     # evaluation, figures): Kaggle stops a session at 720 minutes whatever it is doing.
     max_minutes: float = 690.0
-    eval_reserve_minutes: float | None = None  # kept for evaluation; None: 2% of max_minutes
     resume_checkpoint: str = ""
-    seed: int = 0
-    num_workers: int = 2
-    max_train_pairs: int = 0  # 0: all
-    max_test_pairs: int = 0  # 0: all
-    eval_seconds: float = 0.0  # 0: whole test files
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    nproc: str | int = "auto"  # data-parallel processes: "auto" = one per GPU
-    lr: float = 1e-3
-    loss: str = "seed"  # "seed" (L1 on log1p magnitude) or "compressed" (GTCRN-style)
-    scheduler: str = "plateau"
-    warmup_epochs: float = 1.0
-    patience: int = 10
-    model_config: dict = field(default_factory=dict)
+    nproc: str | int = "auto"  # data-parallel processes: "auto" = one per usable GPU
 
-    @classmethod
-    def from_namespace(cls, model: str, namespace: dict) -> RunParams:
-        """Collect the parameters a notebook defined (its parameters cell) by field name."""
-        names = {f for f in cls.__dataclass_fields__ if f != "model"}
-        return cls(model=model, **{k: namespace[k] for k in names if k in namespace})
-
-    @property
-    def eval_reserve(self) -> float:
-        if self.eval_reserve_minutes is not None:
-            return float(self.eval_reserve_minutes)
-        return 0.02 * self.max_minutes  # 14 min of a 690-min session
-
-    @property
-    def on_kaggle(self) -> bool:
-        return Path("/kaggle/working").is_dir()
-
-    def resolved_output_dir(self) -> Path:
+    def out_dir(self) -> Path:
         if self.output_dir != "auto":
-            return Path(self.output_dir)
-        return Path("/kaggle/working") if self.on_kaggle else Path("outputs") / self.model
+            path = Path(self.output_dir)
+        else:
+            path = KAGGLE_WORKING if on_kaggle() else Path("outputs") / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
-    def resolved_work_dir(self) -> Path:
-        if self.work_dir != "auto":
-            return Path(self.work_dir)
-        # The input mount is read-only and /kaggle/working is kept as output: extract elsewhere.
-        return Path("/tmp/se-data") if self.on_kaggle else Path("work")
+
+def work_dir(cfg: RunConfig) -> Path:
+    """Where archives are extracted: the input mount is read-only and /kaggle/working is kept
+    as output, so on Kaggle elsewhere."""
+    if cfg.data.work_dir != "auto":
+        return Path(cfg.data.work_dir)
+    return Path("/tmp/se-data") if on_kaggle() else Path("work")
+
+
+def notebook_config(recipe: str, overrides: dict) -> RunConfig:
+    """The recipe with the notebook's overrides, checked (one line naming a bad field)."""
+    cfg = apply_overrides(load_recipe(recipe), overrides or {}, where="overrides")
+    check_model(cfg)
+    return cfg
+
+
+def show_config(cfg: RunConfig) -> None:
+    """The configuration as the reviewer should read it: every field, by section."""
+    values = config_dict(cfg)
+    print(f"recipe: {values.pop('recipe')}")
+    values.pop("description", None)
+    for section, fields in values.items():
+        print(f"[{section}]")
+        for key, value in fields.items():
+            print(f"  {key} = {json.dumps(value)}")
 
 
 # ------------------------------------------------------------------------------ environment
@@ -109,9 +101,9 @@ class RunEnvironment:
     budget: SessionBudget
 
 
-def _refuse_cpu_training_on_kaggle(params: RunParams, env: EnvInfo, device: torch.device) -> None:
+def _refuse_cpu_training_on_kaggle(cfg: RunConfig, env: EnvInfo, device: torch.device) -> None:
     """On Kaggle with the real data, a CPU fallback would spend the session training ~60x slower."""
-    if device.type != "cpu" or params.device == "cpu" or params.data_source != "kaggle":
+    if device.type != "cpu" or cfg.train.device == "cpu" or cfg.data.source == "synthetic":
         return
     if not env.on_kaggle:
         return
@@ -122,33 +114,40 @@ def _refuse_cpu_training_on_kaggle(params: RunParams, env: EnvInfo, device: torc
         why = "no GPU is attached"
     raise UserError(
         f"{why}, and training on the CPU would take the whole session: choose the accelerator "
-        "'GPU T4 x2' (machine_shape NvidiaTeslaT4), or set device = 'cpu' in the parameters "
-        "cell to train on the CPU anyway"
+        "'GPU T4 x2' (machine_shape NvidiaTeslaT4), or set overrides = "
+        "{'train.device': 'cpu'} in the parameters cell to train on the CPU anyway"
     )
 
 
-def setup_environment(params: RunParams, training: bool = True) -> RunEnvironment:
+def eval_reserve_minutes(cfg: RunConfig, session: Session) -> float:
+    if cfg.evaluate.reserve_minutes is not None:
+        return float(cfg.evaluate.reserve_minutes)
+    return 0.02 * session.max_minutes  # 14 min of a 690-min session
+
+
+def setup_environment(cfg: RunConfig, session: Session, training: bool = True) -> RunEnvironment:
     """Choose the device and the number of data-parallel processes, and say why.
 
-    A notebook that trains on Kaggle's data stops here, in one line, when it would fall back to
-    the CPU (unless `device = "cpu"` asks for it); evaluation alone may run on the CPU.
+    A notebook that trains on real data on Kaggle stops here, in one line, when it would fall
+    back to the CPU (unless `train.device = "cpu"` asks for it); evaluation may run on the CPU.
     """
-    budget = SessionBudget.for_notebook(params.max_minutes)
+    budget = SessionBudget.for_notebook(session.max_minutes)
     env = describe_environment()
-    device = select_device(params.device, env)
+    device = select_device(cfg.train.device, env)
     if training:
-        _refuse_cpu_training_on_kaggle(params, env, device)
+        _refuse_cpu_training_on_kaggle(cfg, env, device)
     usable = [g for g in env.gpus if g.supported]
-    if params.nproc == "auto":
+    if session.nproc == "auto":
         nproc = len(usable) if device.type == "cuda" and len(usable) > 1 else 1
     else:
-        nproc = max(1, int(params.nproc))
+        nproc = max(1, int(session.nproc))
     print(format_environment(env, device))
     mode = f"data-parallel on {nproc} processes (DDP)" if nproc > 1 else "single process"
     print(f"training mode: {mode}")
     print(
-        f"time budget: {params.max_minutes:g} min from the notebook's first cell "
-        f"({budget.elapsed_s() / 60:.1f} min gone), {params.eval_reserve:g} min kept for evaluation"
+        f"time budget: {session.max_minutes:g} min from the notebook's first cell "
+        f"({budget.elapsed_s() / 60:.1f} min gone), {eval_reserve_minutes(cfg, session):g} min "
+        "kept for evaluation"
     )
     return RunEnvironment(
         device=device,
@@ -158,138 +157,7 @@ def setup_environment(params: RunParams, training: bool = True) -> RunEnvironmen
     )
 
 
-# ------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class ExperimentData:
-    train: list[AudioPair]
-    val: list[AudioPair]
-    test: list[AudioPair]
-    info: dict
-
-
-def _find_kaggle_input() -> Path:
-    base = Path("/kaggle/input")
-    candidates = sorted(p.parent for p in base.rglob("test.7z")) if base.is_dir() else []
-    candidates += sorted(p for p in base.glob(f"*{KAGGLE_DATASET_SLUG}*")) if base.is_dir() else []
-    if not candidates:
-        raise UserError(
-            "data_source='kaggle' but no test.7z under /kaggle/input; attach the dataset "
-            "earth16/libri-speech-noise-dataset to the notebook"
-        )
-    return candidates[0]
-
-
-def _limit(pairs: list[AudioPair], n: int) -> list[AudioPair]:
-    return pairs[:n] if n and n > 0 else pairs
-
-
-def load_experiment_data(params: RunParams, need_train: bool = True) -> ExperimentData:
-    """Find, extract (once) and pair the data named by `params.data_source`."""
-    work = params.resolved_work_dir()
-    source = params.data_source
-    if source == "kaggle":
-        root = _find_kaggle_input()
-    elif source == "synthetic":
-        root = make_synthetic_corpus(work / "synthetic-archives", seed=params.seed)
-    else:
-        root = Path(source)
-        if not root.is_dir():
-            raise UserError(
-                f"data_source={source!r}: folder not found; use 'kaggle', 'synthetic' or a folder"
-            )
-    if (root / "noisy").is_dir() and (root / "clean").is_dir():  # a folder of test pairs only
-        if need_train:
-            raise UserError(
-                f"{root}: holds only noisy/ + clean/ test pairs; training needs the Kaggle archives"
-            )
-        train_all, test = [], discover_pairs(*find_pair_dirs(root))
-    else:
-        kaggle = prepare_kaggle_data(root, work / "extracted", need_train=need_train)
-        train_all, test = kaggle.train, kaggle.test
-    train_all = _limit(train_all, params.max_train_pairs)
-    test = _limit(sorted(test, key=lambda p: p.name), params.max_test_pairs)
-    train, val = (
-        split_pairs(train_all, val_fraction=0.05, seed=params.seed) if train_all else ([], [])
-    )
-    info = {
-        "source": source,
-        "root": str(root),
-        "train_pairs": len(train),
-        "val_pairs": len(val),
-        "test_pairs": len(test),
-    }
-    print(
-        f"data: {source} ({root}): {len(train)} train / {len(val)} validation / {len(test)} test pairs"
-    )
-    return ExperimentData(train=train, val=val, test=test, info=info)
-
-
-def alignment_report(data: ExperimentData, params: RunParams) -> float:
-    """The guard against the team's crop bug: mean noisy/clean correlation of aligned crops."""
-    pairs = data.train or data.test
-    dataset = PairedDataset(
-        pairs, segment_seconds=params.segment_seconds, train=bool(data.train), seed=params.seed
-    )
-    corr = check_alignment(dataset)
-    data.info["alignment_corr"] = round(corr, 4)
-    print(
-        f"alignment check: mean noisy/clean correlation {corr:.3f} over {min(32, len(pairs))} pairs (passed)"
-    )
-    return corr
-
-
 # --------------------------------------------------------------------------------- training
-
-
-def loss_config(name: str) -> LossConfig:
-    if name == "seed":
-        return LossConfig.seed()
-    if name == "compressed":
-        return LossConfig()
-    raise UserError(f"loss={name!r}: use 'seed' (L1 on log1p magnitude) or 'compressed'")
-
-
-def train_config(params: RunParams, max_minutes: float | None = None) -> TrainConfig:
-    """The trainer's settings; `max_minutes`: its own budget (default: the whole of the run's)."""
-    return TrainConfig(
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        lr=params.lr,
-        warmup_epochs=params.warmup_epochs,
-        scheduler=params.scheduler,
-        patience=params.patience,
-        max_minutes=params.max_minutes if max_minutes is None else max_minutes,
-        num_workers=params.num_workers,
-        seed=params.seed,
-        device=params.device,
-    )
-
-
-def _train_worker(
-    params: RunParams,
-    data: ExperimentData,
-    out_dir: Path,
-    stft_cfg: StftConfig,
-    train_minutes: float | None = None,
-) -> None:
-    torch.manual_seed(params.seed)
-    model = build_model(params.model, **params.model_config)
-    trainer = Trainer(
-        model,
-        EnhancementLoss(loss_config(params.loss), stft_cfg),
-        PairedDataset(data.train, params.segment_seconds, train=True, seed=params.seed),
-        PairedDataset(data.val, params.segment_seconds, train=False, seed=params.seed)
-        if data.val
-        else None,
-        train_config(params, train_minutes),
-        stft_cfg,
-        out_dir,
-        resume_from=params.resume_checkpoint or None,
-        data_info=data.info,
-    )
-    trainer.fit()
 
 
 def locate_resume_checkpoint(spec: str) -> Path:
@@ -312,24 +180,52 @@ def locate_resume_checkpoint(spec: str) -> Path:
 
 
 def run_training(
-    params: RunParams, data: ExperimentData, env: RunEnvironment, stft_cfg: StftConfig | None = None
-) -> dict:
-    """Train (resuming when asked) and return the trainer's summary from `history.json`."""
-    out_dir = params.resolved_output_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stft_cfg = stft_cfg or StftConfig()
-    if params.resume_checkpoint:
-        params.resume_checkpoint = str(locate_resume_checkpoint(params.resume_checkpoint))
-    start = time.time()
+    cfg: RunConfig, data: RunData, env: RunEnvironment, session: Session
+) -> tuple[RunConfig, dict]:
+    """Train through `common.run.train` inside the session's budget; returns the configuration
+    as it ran (its `train.max_minutes` capped by what the session has left) and `history.json`."""
+    out_dir = session.out_dir()
+    resume = (
+        locate_resume_checkpoint(session.resume_checkpoint) if session.resume_checkpoint else None
+    )
     # Training gets what is left of the session less the evaluation's reserve.
-    minutes = env.budget.training_minutes(params.eval_reserve)
+    minutes = env.budget.training_minutes(eval_reserve_minutes(cfg, session))
+    if cfg.train.max_minutes is not None:
+        minutes = min(minutes, cfg.train.max_minutes)
+    cfg = replace(cfg, train=replace(cfg.train, max_minutes=round(minutes, 3)))
     print(f"training budget: {minutes:.1f} min")
-    launch_processes(_train_worker, env.nproc, args=(params, data, out_dir, stft_cfg, minutes))
+    start = time.time()
+    train(cfg, data, out_dir, resume, env.nproc)
     summary = json.loads((out_dir / "history.json").read_text())
     print(
-        f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, best epoch {summary.get('best_epoch')}"
+        f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, "
+        f"best epoch {summary.get('best_epoch')}"
     )
-    return summary
+    return cfg, summary
+
+
+def show_attention(
+    model: torch.nn.Module, ckpt: Path, clip: np.ndarray, cfg: RunConfig, out_dir: Path
+) -> int:
+    """Per-head attention maps of the trained model on one clip; the number of maps shown (0
+    for a model without attention)."""
+    import matplotlib.pyplot as plt
+
+    from common.attention import capture_attention
+    from common.audio import stft
+    from common.plots import plot_attention_maps
+
+    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    wav = torch.as_tensor(clip[: SAMPLE_RATE * 3]).unsqueeze(0)
+    maps = capture_attention(model.cpu(), stft(wav, cfg.stft))
+    for layer_name, weights in list(maps.items())[:4]:
+        plot_attention_maps(
+            [weights[:1]], title=layer_name, path=out_dir / f"attention_{layer_name}.png"
+        )
+        plt.show()
+    if not maps:
+        print(f"{cfg.model.name} has no attention layers")
+    return min(len(maps), 4)
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -347,9 +243,10 @@ class EnhancedSet:
 def enhance_test_set(
     ckpt: str | Path,
     pairs: list[AudioPair],
-    params: RunParams,
-    device: torch.device,
+    evaluate: EvalConfig,
+    device: torch.device | None,
     budget: SessionBudget | None = None,
+    seed: int = 0,
 ) -> EnhancedSet:
     """Enhance each test file (whole, or a centred crop of `eval_seconds`) from its checkpoint.
 
@@ -358,8 +255,8 @@ def enhance_test_set(
     evaluation beats a session that Kaggle stops before `summary.json` exists.
     """
     enhancer = load_enhancer(ckpt, device=device)
-    segment = params.eval_seconds if params.eval_seconds and params.eval_seconds > 0 else None
-    dataset = PairedDataset(pairs, segment_seconds=segment, train=False, seed=params.seed)
+    segment = evaluate.eval_seconds if evaluate.eval_seconds > 0 else None
+    dataset = PairedDataset(pairs, segment_seconds=segment, train=False, seed=seed)
     items, start = [], time.time()
     for i in range(len(dataset)):
         if budget is not None and items:
@@ -408,23 +305,26 @@ def git_commit(build_info: dict | None = None) -> str | None:
 
 
 def write_run_summary(
-    params: RunParams,
+    cfg: RunConfig,
+    session: Session,
     *,
     params_count: int,
     train_summary: dict | None,
     metrics: dict,
     env: RunEnvironment,
-    data: ExperimentData,
+    data: RunData,
     build_info: dict | None = None,
     timings: dict | None = None,
 ) -> Path:
-    """`summary.json`: what the leaderboard reads (never a number typed by hand)."""
-    out_dir = params.resolved_output_dir()
+    """`summary.json`: what the leaderboard reads (never a number typed by hand), with the
+    configuration stored whole."""
+    out_dir = session.out_dir()
     train_summary = train_summary or {}
     summary = {
-        "model": params.model,
+        "model": cfg.model.name,
+        "recipe": cfg.recipe,
         "params": int(params_count),
-        "config": asdict(params),
+        "config": config_dict(cfg),
         "data": data.info,
         "device": env.description.get("gpus", [{}])[0].get("name")
         if env.description.get("gpus") and env.device.type == "cuda"
@@ -517,6 +417,81 @@ def checkpoint_overview(path: Path) -> dict:
         "train_seconds": state.get("train_seconds"),
         "history": history,
     }
+    # Older checkpoints predate the stored RunConfig: their model and STFT are still known.
+    overview["config"] = state.get("run_config") or {
+        "model": {"name": state["model_name"], "settings": state.get("model_config", {})},
+        "stft": state.get("stft", {}),
+    }
     for key in ("model", "params", "epoch", "best_epoch", "best_val_loss"):
         print(f"{key}: {overview[key]}")
     return overview
+
+
+def evaluation_config(overview: dict, overrides: dict) -> RunConfig:
+    """The configuration to evaluate a checkpoint with: the one it was trained with (older
+    checkpoints: the defaults for its model), with the notebook's overrides."""
+    stored = overview.get("config") or {"model": {"name": overview["model"]}}
+    base = config_from_dict(stored, where=f"{overview['checkpoint']} run_config")
+    return apply_overrides(base, overrides or {}, where="overrides")
+
+
+@dataclass
+class CheckpointRun:
+    """An earlier run's checkpoint opened for evaluation: what it says, its configuration (with
+    the notebook's overrides), where the outputs go and on which device."""
+
+    ckpt: Path
+    overview: dict
+    config: RunConfig
+    session: Session
+    env: RunEnvironment
+
+    @property
+    def out_dir(self) -> Path:
+        return self.session.out_dir()
+
+
+def open_checkpoint(checkpoint: str, overrides: dict, name: str, output_dir: str) -> CheckpointRun:
+    """Find the checkpoint, print what it says and the configuration it is evaluated with."""
+    ckpt = find_checkpoint(checkpoint)
+    overview = checkpoint_overview(ckpt)
+    config = evaluation_config(overview, overrides)
+    show_config(config)
+    session = Session(name, output_dir)
+    return CheckpointRun(ckpt, overview, config, session, setup_environment(config, session, False))
+
+
+def evaluate_checkpoint(run: CheckpointRun, data: RunData) -> tuple[EnhancedSet, EvalResult]:
+    """Enhance the test pairs with the checkpoint and score them (figures saved and drawn)."""
+    enhanced = enhance_test_set(
+        run.ckpt, data.test, run.config.evaluate, run.env.device, run.env.budget,
+        run.config.train.seed,
+    )  # fmt: skip
+    return enhanced, evaluate_enhanced(enhanced, run.out_dir)
+
+
+def write_evaluation_summary(
+    run: CheckpointRun,
+    data: RunData,
+    result: EvalResult,
+    enhanced: EnhancedSet,
+    build_info: dict | None = None,
+) -> Path:
+    """`summary.json` of an evaluation: the checkpoint's own training figures, new metrics."""
+    o = run.overview
+    return write_run_summary(
+        run.config,
+        run.session,
+        params_count=o["params"],
+        train_summary={
+            "epochs_done": o["epoch"],
+            "best_epoch": o["best_epoch"],
+            "train_seconds": o["train_seconds"],
+            "stop_reason": "evaluation only",
+        },
+        metrics=result.summary,
+        env=run.env,
+        data=data,
+        build_info=build_info,
+        timings={"enhance_seconds": enhanced.seconds, "checkpoint": str(run.ckpt)},
+    )

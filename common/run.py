@@ -117,6 +117,11 @@ def _paired_data(cfg: RunConfig, root: Path, work: Path, need_train: bool) -> Ru
     train_pairs, val_pairs = split_pairs(train_all, d.val_fraction, seed) if train_all else ([], [])
     info: dict[str, Any] = {"source": d.source, "root": str(root), "test_pairs": len(test)}
     if not need_train:
+        corr = check_alignment(PairedDataset(test, d.segment_seconds, train=False, seed=seed))
+        print(
+            f"alignment check: mean noisy/clean correlation {corr:.3f} over the test pairs (passed)"
+        )
+        info["alignment_corr"] = round(corr, 4)
         return RunData(None, None, test, info)
     train_set = PairedDataset(train_pairs, d.segment_seconds, train=True, seed=seed)
     val_set = (

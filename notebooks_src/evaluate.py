@@ -14,13 +14,8 @@
 
 # %% tags=["parameters"]
 checkpoint = "auto"  # a best.pt / last.pt path; "auto": the newest best.pt under /kaggle/input
-data_source = "kaggle"  # "kaggle", "synthetic", or a folder (archives, or noisy/ + clean/ pairs)
-work_dir = "auto"
-output_dir = "auto"
-max_test_pairs = 0  # 0: all
-eval_seconds = 0.0  # 0: whole test files
-seed = 0
-device = "auto"
+overrides = {}  # changes to the run's configuration, e.g. {"data.source": "synthetic", "data.max_test_pairs": 20}
+output_dir = "auto"  # /kaggle/working on Kaggle, outputs/evaluate elsewhere
 
 # %% [markdown]
 # ## The checkpoint
@@ -29,20 +24,13 @@ device = "auto"
 # %%
 import matplotlib.pyplot as plt
 
-from common.experiment import RunParams, checkpoint_overview, find_checkpoint, setup_environment
-
-ckpt_path = find_checkpoint(checkpoint)
-overview = checkpoint_overview(ckpt_path)
-params = RunParams.from_namespace(overview["model"], globals())
-env = setup_environment(params, training=False)
-out_dir = params.resolved_output_dir()
-out_dir.mkdir(parents=True, exist_ok=True)
-
-# %%
+from common.experiment import open_checkpoint
 from common.plots import plot_training_curves
 
-if overview["history"]:
-    plot_training_curves(overview["history"], out_dir / "training_curves.png")
+# The configuration the checkpoint was trained with (test data included), with the overrides.
+run = open_checkpoint(checkpoint, overrides, "evaluate", output_dir)
+if run.overview["history"]:
+    plot_training_curves(run.overview["history"], run.out_dir / "training_curves.png")
     plt.show()
 
 # %% [markdown]
@@ -50,19 +38,18 @@ if overview["history"]:
 # Only the test archives are needed; the alignment guard still checks the pairs.
 
 # %%
-from common.experiment import alignment_report, load_experiment_data
+from common.experiment import work_dir
+from common.run import prepare_data
 
-data = load_experiment_data(params, need_train=False)
-alignment = alignment_report(data, params)
+data = prepare_data(run.config, work_dir(run.config), need_train=False)
 
 # %% [markdown]
 # ## Evaluation
 
 # %%
-from common.experiment import enhance_test_set, evaluate_enhanced
+from common.experiment import evaluate_checkpoint
 
-enhanced = enhance_test_set(ckpt_path, data.test, params, env.device, env.budget)
-result = evaluate_enhanced(enhanced, out_dir)
+enhanced, result = evaluate_checkpoint(run, data)
 plt.show()
 
 # %% [markdown]
@@ -71,26 +58,12 @@ plt.show()
 # %%
 from common.experiment import show_examples
 
-show_examples(enhanced, out_dir)
+show_examples(enhanced, run.out_dir)
 
 # %% [markdown]
 # ## Summary
 
 # %%
-from common.experiment import write_run_summary
+from common.experiment import write_evaluation_summary
 
-write_run_summary(
-    params,
-    params_count=overview["params"],
-    train_summary={
-        "epochs_done": overview["epoch"],
-        "best_epoch": overview["best_epoch"],
-        "train_seconds": overview["train_seconds"],
-        "stop_reason": "evaluation only",
-    },
-    metrics=result.summary,
-    env=env,
-    data=data,
-    build_info=globals().get("BUILD_INFO"),
-    timings={"enhance_seconds": enhanced.seconds, "checkpoint": str(ckpt_path)},
-)
+summary_path = write_evaluation_summary(run, data, result, enhanced, globals().get("BUILD_INFO"))

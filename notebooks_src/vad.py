@@ -14,13 +14,8 @@
 
 # %% tags=["parameters"]
 checkpoint = "auto"  # a best.pt path; "auto": the newest best.pt under /kaggle/input
-data_source = "kaggle"  # "kaggle", "synthetic", or a folder (archives, or noisy/ + clean/ pairs)
-work_dir = "auto"
-output_dir = "auto"
-max_test_pairs = 20  # 0: all
-eval_seconds = 0.0  # 0: whole test files
-seed = 0
-device = "auto"
+overrides = {"data.max_test_pairs": 20}  # changes to the run's configuration (test data, ...)
+output_dir = "auto"  # /kaggle/working on Kaggle, outputs/vad elsewhere
 vad_floor_db = -20.0  # gain of the non-speech regions in the gated output
 
 # %% [markdown]
@@ -44,32 +39,17 @@ if importlib.util.find_spec("silero_vad") is None:
 # %%
 import matplotlib.pyplot as plt
 
-from common.experiment import (
-    RunParams,
-    alignment_report,
-    checkpoint_overview,
-    find_checkpoint,
-    load_experiment_data,
-    setup_environment,
-)
+from common.experiment import evaluate_checkpoint, open_checkpoint, work_dir
+from common.run import prepare_data
 
-ckpt_path = find_checkpoint(checkpoint)
-overview = checkpoint_overview(ckpt_path)
-params = RunParams.from_namespace(overview["model"], globals())
-env = setup_environment(params, training=False)
-out_dir = params.resolved_output_dir()
-out_dir.mkdir(parents=True, exist_ok=True)
-data = load_experiment_data(params, need_train=False)
-alignment = alignment_report(data, params)
+run = open_checkpoint(checkpoint, overrides, "vad", output_dir)
+data = prepare_data(run.config, work_dir(run.config), need_train=False)
 
 # %% [markdown]
 # ## Whole-file metrics of the enhanced output
 
 # %%
-from common.experiment import enhance_test_set, evaluate_enhanced
-
-enhanced = enhance_test_set(ckpt_path, data.test, params, env.device, env.budget)
-result = evaluate_enhanced(enhanced, out_dir)
+enhanced, result = evaluate_checkpoint(run, data)
 
 # %% [markdown]
 # ## Speech-aware evaluation: noisy vs enhanced vs VAD-gated
@@ -80,7 +60,7 @@ result = evaluate_enhanced(enhanced, out_dir)
 from common.enhance import load_enhancer
 from common.vad import GateConfig, evaluate_speech_aware, format_speech_aware_table
 
-enhancer = load_enhancer(ckpt_path, device=env.device)
+enhancer = load_enhancer(run.ckpt, device=run.env.device)
 speech_aware = evaluate_speech_aware(data.test, enhancer.enhance, GateConfig(floor_db=vad_floor_db))
 print(format_speech_aware_table(speech_aware.summary))
 
@@ -99,7 +79,7 @@ plot_vad(
     vad,
     gain=gate_gain(vad, GateConfig(floor_db=vad_floor_db)),
     title=example.name,
-    path=out_dir / "vad_timeline.png",
+    path=run.out_dir / "vad_timeline.png",
 )
 plt.show()
 print(f"speech fraction: {vad.speech_fraction:.2f}")
@@ -110,22 +90,9 @@ print(f"speech fraction: {vad.speech_fraction:.2f}")
 # %%
 import json
 
-from common.experiment import write_run_summary
+from common.experiment import write_evaluation_summary
 
-summary_path = write_run_summary(
-    params,
-    params_count=overview["params"],
-    train_summary={
-        "epochs_done": overview["epoch"],
-        "best_epoch": overview["best_epoch"],
-        "stop_reason": "evaluation only",
-    },
-    metrics=result.summary,
-    env=env,
-    data=data,
-    build_info=globals().get("BUILD_INFO"),
-    timings={"enhance_seconds": enhanced.seconds, "checkpoint": str(ckpt_path)},
-)
-(out_dir / "speech_aware.json").write_text(
+summary_path = write_evaluation_summary(run, data, result, enhanced, globals().get("BUILD_INFO"))
+_ = (run.out_dir / "speech_aware.json").write_text(
     json.dumps(speech_aware.summary, indent=2, default=float)
 )

@@ -1,7 +1,7 @@
 """Quality half of `make bench`: every model trained under the same CPU budget, then scored.
 
-Each model is trained by the documented command (`python -m common train --data mix ...`, one
-subprocess per model, the whole machine) for `--budget-minutes`, then every system enhances the
+Each model is trained from its recipe by the documented command (`python -m common train --recipe
+NAME`, one subprocess per model, the whole machine) for `--budget-minutes`, then every system enhances the
 same held-out sets and is scored on real waveforms:
 
 - `make_testset`: whole utterances of test-split speakers mixed with test-split noises at
@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,60 +32,37 @@ import numpy as np
 from common.audio import load_audio
 from common.metrics import METRIC_NAMES, EvalItem, evaluate_pairs
 from common.mixing import make_testset
-from common.models.lite import LOW_LATENCY_STFT, LiteConfig
 from scripts.bench_export import pair_folders, pairs_of
 
 SR = 16000
 
-# The shipped checkpoint's recipe (README, docs/experiments.md) with a short warmup, so that a
-# slow model is not still warming up when a few-minute budget ends.
-RECIPE = [
-    "--data", "mix", "--epochs", "200", "--batch-size", "8", "--segment-seconds", "2",
-    "--mix-items", "800", "--snr", "0", "20", "--exclude-noncommercial", "--loss", "compressed",
-    "--scheduler", "cosine", "--warmup-epochs", "0.1", "--workers", "1", "--no-progress",
-]  # fmt: skip
-
 
 @dataclass
 class Contender:
-    """One model trained under the budget: its name in the table and its train options."""
+    """One model trained under the budget: its name in the table and its recipe."""
 
     label: str
-    model: str
-    lr: float  # the model's own default: 1e-3 for the team's models, 2e-3 for lite's recipe
-    options: list[str] = field(default_factory=list)
+    recipe: str  # recipes/NAME.toml: each model's best known recipe
 
 
 CONTENDERS = [
-    Contender("crn", "crn", 1e-3),
-    Contender("transformer", "transformer", 1e-3),
-    Contender("dpt", "dpt", 1e-3),
-    Contender("lite", "lite", 2e-3),
-    Contender(
-        "lite (8 ms window)",
-        "lite",
-        2e-3,
-        [
-            "--n-fft",
-            str(LOW_LATENCY_STFT.n_fft),
-            "--stft-hop",
-            str(LOW_LATENCY_STFT.hop_length),
-            "--model-config",
-            f"erb_low={LiteConfig.low_latency().erb_low}",
-            "--model-config",
-            f"erb_bands={LiteConfig.low_latency().erb_bands}",
-        ],
-    ),  # fmt: skip
+    Contender("crn", "crn"),
+    Contender("transformer", "transformer"),
+    Contender("dpt", "dpt"),
+    Contender("lite", "lite"),
+    Contender("lite (8 ms window)", "lite-low-latency"),
 ]
+# Every contender gets the same budget, and a short warmup, so that a slow model is not still
+# warming up when a few-minute budget ends.
+BUDGET_OVERRIDES = ["--set", "train.warmup_epochs=0.1", "--no-progress"]
 
 
 def train_under_budget(c: Contender, data: Path, out: Path, minutes: float) -> dict:
     """Run the training command for `c`; the checkpoint and what the budget bought."""
     run_dir = out / "runs" / c.label.replace(" ", "_").replace("(", "").replace(")", "")
     cmd = [
-        sys.executable, "-m", "common", "train", "--model", c.model, "--data-root", str(data),
-        "--out", str(run_dir), "--max-minutes", str(minutes), "--lr", str(c.lr),
-        *RECIPE, *c.options,
+        sys.executable, "-m", "common", "train", "--recipe", c.recipe, "--data-root", str(data),
+        "--out", str(run_dir), "--overwrite", "--max-minutes", str(minutes), *BUDGET_OVERRIDES,
     ]  # fmt: skip
     print(f"\n== training {c.label} for {minutes:g} min", flush=True)
     start = time.monotonic()

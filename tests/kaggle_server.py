@@ -203,12 +203,14 @@ class FakeKaggle:
         port: int = 0,
         unknown_kernel_code: int = 404,
         stale_calls: int = 0,
-        datasets: tuple[str, ...] = ("earth16/libri-speech-noise-dataset",),
+        datasets: tuple[str, ...] | None = None,
     ) -> None:
         self.username, self.key, self.token = username, key, token
         self.unknown_kernel_code = unknown_kernel_code
         self.stale_calls = stale_calls
-        self.datasets = set(datasets)
+        # The team's paired dataset and the user's own speech + noise upload (the mix recipes').
+        default = ("earth16/libri-speech-noise-dataset", f"{username}/lse-speech-noise")
+        self.datasets = set(default if datasets is None else datasets)
         self._stale_left: dict[tuple[str, str], int] = {}  # (ref, method) -> stale answers left
         self._listing: dict[str, FakeRun] = {}
         self.output_page_size = output_page_size

@@ -18,6 +18,7 @@ from builders.build import (
     build_kernel,
     build_notebook,
     notebook_names,
+    source_path,
 )
 from builders.generated import (
     LIBRARY_TAG,
@@ -26,6 +27,7 @@ from builders.generated import (
     library_files,
 )
 from builders.library import library_modules, python_source, resolve_modules
+from common.config import load_recipe, recipe_kernel, recipe_names
 from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,9 +94,9 @@ def make_repo(root: Path, source: str = SOURCE, modules: dict[str, str] | None =
     (root / "notebooks_src").mkdir()
     (root / "notebooks_src" / "demo.py").write_text(source)
     (root / "kernel-metadata").mkdir()
-    for name in ("_defaults.json", "crn.json"):
+    for name in ("_defaults.json", "vad.json"):
         text = (REPO / "kernel-metadata" / name).read_text()
-        (root / "kernel-metadata" / name.replace("crn", "demo")).write_text(text)
+        (root / "kernel-metadata" / name.replace("vad", "demo")).write_text(text)
     return root
 
 
@@ -167,7 +169,7 @@ def test_bad_pyproject_is_one_line_error(tmp_path: Path) -> None:
         assemble_notebook("demo", repo)
 
 
-@pytest.mark.parametrize("name", notebook_names(REPO))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "notebooks_src").glob("[!_]*.py")))
 def test_notebook_sources_carry_no_install_list(name: str) -> None:
     text = (REPO / "notebooks_src" / f"{name}.py").read_text()
     for module, requirement in install_requirements(REPO).items():
@@ -348,7 +350,7 @@ def test_build_kernel_writes_valid_metadata(tmp_path: Path, monkeypatch) -> None
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     kernel_dir = build_kernel("demo", "someone", repo=make_repo(tmp_path))
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
-    assert meta["id"] == "someone/lightweight-speech-enhancement-crn"
+    assert meta["id"] == "someone/lightweight-speech-enhancement-vad"
     assert (kernel_dir / meta["code_file"]).is_file()
 
 
@@ -378,7 +380,7 @@ def test_sources_round_trip_through_jupytext(path: Path) -> None:
 def test_repository_sources_build(name: str, tmp_path: Path) -> None:
     out = build_notebook(name, out_dir=tmp_path)
     nb = json.loads(out.read_text())
-    assert nb["metadata"]["lse_build"]["source"] == f"notebooks_src/{name}.py"
+    assert nb["metadata"]["lse_build"]["source"] == source_path(name).relative_to(REPO).as_posix()
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert f'os.environ["{STARTED_VARIABLE}"] = repr(time.time())' in "".join(code[0]["source"])
     library = [c for c in code if LIBRARY_TAG in c["metadata"].get("tags", [])]
@@ -387,6 +389,31 @@ def test_repository_sources_build(name: str, tmp_path: Path) -> None:
 
 def test_example_source_is_excluded_from_notebook_names() -> None:
     assert "_example" not in notebook_names(REPO)
+
+
+@pytest.mark.parametrize("recipe", recipe_names())
+def test_each_recipe_is_one_notebook_built_from_the_training_source(recipe: str, tmp_path) -> None:
+    nb = json.loads(build_notebook(recipe, out_dir=tmp_path).read_text())
+    intro = "".join(nb["cells"][0]["source"])
+    assert intro.startswith(f"# {recipe_kernel(recipe)['title']}\n")
+    assert load_recipe(recipe).description.strip() in intro
+    params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assert f"recipe = {recipe!r}" in "".join(params["source"])
+    shipped = library_files(nb)  # the recipe travels with the notebook, like `common`
+    assert shipped[f"recipes/{recipe}.toml"] == (REPO / "recipes" / f"{recipe}.toml").read_text()
+    assert "train" not in notebook_names(REPO)  # the source itself is not a notebook
+
+
+def test_no_block_repeats_between_the_notebook_sources() -> None:
+    """One training source for every recipe: nothing left to copy between sources."""
+    texts = {p.name: p.read_text().splitlines() for p in (REPO / "notebooks_src").glob("*.py")}
+    seen: dict[tuple[str, ...], str] = {}
+    for name, lines in sorted(texts.items()):
+        code = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+        for i in range(len(code) - 5):
+            block = tuple(code[i : i + 6])
+            other = seen.setdefault(block, name)
+            assert other == name, f"{name} and {other} share six lines: {block[0]!r} ..."
 
 
 def test_cli_reports_one_line_errors(capsys) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from builders.build import notebook_names
 from builders.metadata import (
     PLACEHOLDER_USERNAME,
     kaggle_username,
@@ -17,7 +18,7 @@ from builders.metadata import (
 from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = sorted(p.stem for p in (REPO / "kernel-metadata").glob("*.json") if p.stem != "_defaults")
+NAMES = notebook_names(REPO)  # every recipe, evaluate and vad (+ _example's own metadata)
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +43,14 @@ def test_every_notebook_metadata_is_valid(name: str, tmp_path: Path) -> None:
 
 
 def test_defaults_give_gpu_internet_and_the_dataset() -> None:
-    meta = kernel_metadata("crn", "someone")
+    meta = kernel_metadata("crn-v2", "someone")  # the team's run: the paired dataset
     assert meta["kernel_type"] == "notebook" and meta["language"] == "python"
     assert meta["enable_gpu"] is True and meta["machine_shape"] == "NvidiaTeslaT4"
     assert meta["enable_internet"] is True
     assert meta["dataset_sources"] == ["earth16/libri-speech-noise-dataset"]
+    assert meta["title"] == "Lightweight Speech Enhancement: CRN v2"  # from the recipe
+    # A mixing recipe reads speech + noise from the user's own dataset (a bare slug).
+    assert kernel_metadata("lite", "someone")["dataset_sources"] == ["someone/lse-speech-noise"]
 
 
 def test_bare_kernel_sources_get_the_owner() -> None:

@@ -11,9 +11,14 @@ import pytest
 
 from common import experiment
 from common.budget import NOTEBOOK_STARTED_ENV, SessionBudget, notebook_started_at
+from common.config import EvalConfig, RunConfig, apply_overrides
 from common.env import EnvInfo, GpuInfo
 from common.errors import UserError
-from common.experiment import RunParams, setup_environment
+from common.experiment import Session, setup_environment
+
+
+def config(**overrides) -> RunConfig:
+    return apply_overrides(RunConfig(), {k.replace("__", "."): v for k, v in overrides.items()})
 
 
 def kaggle_env(gpus: list[GpuInfo]) -> EnvInfo:
@@ -49,16 +54,21 @@ def test_the_notebook_parameters_set_the_training_budget(monkeypatch, tmp_path):
     monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env([T4]))
     seen = {}
 
-    def fake_launch(worker, nproc, args):
-        seen["minutes"] = args[-1]
-        (tmp_path / "history.json").write_text('{"stop_reason": "max_minutes"}')
+    def fake_train(cfg, data, out, resume, nproc):
+        seen["minutes"] = cfg.train.max_minutes
+        (out / "history.json").write_text('{"stop_reason": "max_minutes"}')
 
-    monkeypatch.setattr(experiment, "launch_processes", fake_launch)
-    params = RunParams(model="lite", max_minutes=100, output_dir=str(tmp_path), device="cpu")
-    env = setup_environment(params)
-    experiment.run_training(params, experiment.ExperimentData([], [], [], {}), env)
+    monkeypatch.setattr(experiment, "train", fake_train)
+    cfg = config(train__device="cpu")
+    session = Session("lite", output_dir=str(tmp_path), max_minutes=100)
+    env = setup_environment(cfg, session)
+    ran, _ = experiment.run_training(cfg, experiment.RunData(None, None, []), env, session)
     # 100 - 30 already gone - 2 (2% kept for the evaluation)
-    assert 67.9 < seen["minutes"] < 68.0
+    assert 67.9 < seen["minutes"] <= 68.0 and ran.train.max_minutes == seen["minutes"]
+    # A recipe's own, shorter budget is kept.
+    short = config(train__device="cpu", train__max_minutes=5)
+    experiment.run_training(short, experiment.RunData(None, None, []), env, session)
+    assert seen["minutes"] == 5
 
 
 @pytest.mark.parametrize("gpus", [[P100], []], ids=["unsupported-gpu", "no-gpu"])
@@ -66,18 +76,19 @@ def test_training_on_kaggle_without_a_usable_gpu_stops_in_one_line(monkeypatch, 
     monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env(gpus))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # select_device's own warning about the P100
-        with pytest.raises(UserError, match="GPU T4 x2.*device = 'cpu'") as info:
-            setup_environment(RunParams(model="lite"))
+        with pytest.raises(UserError, match="GPU T4 x2.*'train.device': 'cpu'") as info:
+            setup_environment(config(), Session("lite"))
     assert "\n" not in str(info.value)
     assert ("P100" in str(info.value)) == bool(gpus)
 
 
 def test_the_cpu_is_used_on_kaggle_when_asked_for_or_only_to_evaluate(monkeypatch):
     monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env([]))
-    assert setup_environment(RunParams(model="lite", device="cpu")).device.type == "cpu"
-    assert setup_environment(RunParams(model="lite"), training=False).device.type == "cpu"
-    synthetic = RunParams(model="lite", data_source="synthetic")
-    assert setup_environment(synthetic).device.type == "cpu"
+    session = Session("lite")
+    assert setup_environment(config(train__device="cpu"), session).device.type == "cpu"
+    assert setup_environment(config(), session, training=False).device.type == "cpu"
+    synthetic = config(data__source="synthetic")
+    assert setup_environment(synthetic, session).device.type == "cpu"
 
 
 def test_the_evaluation_stops_early_rather_than_run_past_the_session(monkeypatch):
@@ -101,8 +112,8 @@ def test_the_evaluation_stops_early_rather_than_run_past_the_session(monkeypatch
     monkeypatch.setattr(experiment, "PairedDataset", lambda *a, **k: Pairs())
     # 2 min 1 s left: the 2-minute finishing reserve leaves room for a few files only.
     budget = SessionBudget(time.time() - (60 - 2) * 60 + 1.0, limit_minutes=60)
-    done = experiment.enhance_test_set("x.pt", [], RunParams(model="lite"), None, budget)
+    done = experiment.enhance_test_set("x.pt", [], EvalConfig(), None, budget)
     assert 1 <= len(done.items) < 50
     assert all(np.array_equal(item.enhanced, item.noisy) for item in done.items)
-    everything = experiment.enhance_test_set("x.pt", [], RunParams(model="lite"), None, None)
+    everything = experiment.enhance_test_set("x.pt", [], EvalConfig(), None, None)
     assert len(everything.items) == 50
