@@ -104,8 +104,8 @@ show_examples(enhanced, out_dir)
 
 # %% [markdown]
 # ## Attention maps
-# For models with attention (`transformer`, `dpt`, `lite`'s band attention): per-head weights of
-# the trained model on one test clip. Frequency layers attend across bands, time layers across
+# For models built on `nn.MultiheadAttention` (`transformer`, `dpt`): per-head weights of the
+# trained model on one test clip. Frequency layers attend across bands, time layers across
 # frames; a near-uniform map is a model that has not learnt where to look.
 
 # %%
