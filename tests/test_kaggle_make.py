@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from kaggle_server import FakeKaggle
 
+from builders.build import notebook_names
 from builders.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(
-    p.stem for p in (REPO / "kernel-metadata").glob("*.json") if not p.name.startswith("_")
-)
+NOTEBOOKS = notebook_names(REPO)  # every recipe, evaluate and vad
 OPS = {
     "push": "push {}",
     "resume": "push {} --resume",
@@ -125,7 +124,7 @@ def test_push_with_an_invalid_dataset_source_stops_before_anything_is_pushed(set
         proc = make("push-lite", {**env, "MAKEFLAGS": "-s"})
         assert proc.returncode != 0
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-        assert len(errors) == 1 and "earth16/libri-speech-noise-dataset" in errors[0]
+        assert len(errors) == 1 and "tester/lse-speech-noise" in errors[0]
         assert "Traceback" not in proc.stderr
         assert fake.calls("SaveKernel") == []
         assert not os.path.exists(tmp_path / "results" / "registry.json")
