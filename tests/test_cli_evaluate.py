@@ -28,3 +28,16 @@ def test_out_that_is_an_existing_file_is_one_line(shared_data, tmp_path, below):
     (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert f"{existing} is a file" in error
     assert existing.read_text() == "mine"
+
+
+def test_an_earlier_evaluation_is_kept_unless_overwrite(shared_data, tmp_path):
+    pairs = str(shared_data / "pairs" / "pesq_babble0db")
+    out = tmp_path / "eval"
+    assert evaluate("--pairs", pairs, "--out", str(out)).returncode == 0
+    earlier = (out / "eval_summary.json").read_bytes()
+    (out / "eval_summary.json").write_text("{}")  # the user's own edit of the results
+    proc = evaluate("--pairs", pairs, "--out", str(out))
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "eval_summary.json").read_text() == "{}"  # kept as it was
+    assert evaluate("--pairs", pairs, "--out", str(out), "--overwrite").returncode == 0
+    assert (out / "eval_summary.json").read_bytes() == earlier  # same pairs, same numbers

@@ -55,18 +55,28 @@ def build_eval_items(pairs_dir: Path, enhanced_dir: Path | None) -> list[EvalIte
     ]
 
 
-def _check_out_dir(out: Path) -> None:
-    # Before the (long) scoring, not at the end: a file in the way is the user's to move.
+RESULT_FILES = ("eval_per_file.csv", "eval_summary.json")
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    # Before the (long) scoring, not at the end: a file in the way is the user's to move, and
+    # an earlier evaluation's results are the user's to keep.
     blocker = next((p for p in (out, *out.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise UserError(
             f"--out {out}: {blocker} is a file, not a folder; give a folder for "
             "eval_per_file.csv and eval_summary.json"
         )
+    earlier = [name for name in RESULT_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise UserError(
+            f"--out {out}: already holds {' and '.join(earlier)} of an earlier evaluation; "
+            "choose another --out, or replace them with --overwrite"
+        )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    _check_out_dir(args.out)
+    _check_out_dir(args.out, args.overwrite)
     items = build_eval_items(args.pairs, args.enhanced)
     result = evaluate_pairs(items, workers=args.workers, progress=not args.no_progress)
     csv_path, json_path = write_results(result, args.out)
@@ -107,6 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="worker processes (default: one per available CPU core)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier evaluation"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_evaluate)
