@@ -44,7 +44,7 @@ METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")
 EVAL_SIGNALS = ("noisy", "enhanced")
 PESQ_WB_MAX = 4.644  # PESQ-wb of a signal scored against itself
 # About -100 dBFS: below 16-bit quantisation, there is nothing to score.
-METRIC_SILENCE_RMS = 1e-5
+SILENCE_RMS = 1e-5
 # SI-SDR is +-inf for an exact copy / an orthogonal estimate; clamp the energy ratio at +-150 dB.
 SI_SDR_LIMIT_RATIO = 1e-15
 
@@ -53,14 +53,14 @@ class MetricError(UserError):
     """A metric that is undefined for the given signals (silence, too short, NaN samples)."""
 
 
-def _metric_signal(wav: np.ndarray, role: str) -> np.ndarray:
+def _scorable(wav: np.ndarray, role: str) -> np.ndarray:
     """Float64 1-D copy, refused when it cannot be scored (NaN or silence)."""
     wav = np.asarray(wav, dtype=np.float64).reshape(-1)
     if wav.size == 0:
         raise MetricError(f"{role} has no samples")
     if not np.all(np.isfinite(wav)):
         raise MetricError(f"{role} contains NaN or infinite samples")
-    if np.sqrt(np.mean((wav - wav.mean()) ** 2)) < METRIC_SILENCE_RMS:
+    if np.sqrt(np.mean((wav - wav.mean()) ** 2)) < SILENCE_RMS:
         raise MetricError(f"{role} is silent (RMS below -100 dBFS)")
     return wav
 
@@ -75,8 +75,8 @@ def _check_metric_lengths(ref: np.ndarray, est: np.ndarray, metric: str) -> None
 
 def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SDR in dB (both signals made zero-mean first, so a DC offset is ignored)."""
-    ref = _metric_signal(ref, "reference")
-    est = _metric_signal(est, "estimate")
+    ref = _scorable(ref, "reference")
+    est = _scorable(est, "estimate")
     _check_metric_lengths(ref, est, "si_sdr")
     ref = ref - ref.mean()
     est = est - est.mean()
@@ -99,8 +99,8 @@ def _pesq_reason(exc: Exception) -> str:
 
 def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2, 1.04..4.64); signals at other rates are resampled to 16 kHz."""
-    ref = _metric_signal(ref, "reference")
-    est = _metric_signal(est, "estimate")
+    ref = _scorable(ref, "reference")
+    est = _scorable(est, "estimate")
     _check_metric_lengths(ref, est, "pesq")
     if sr != SAMPLE_RATE:
         ref = resample(ref, sr, SAMPLE_RATE).astype(np.float64)
@@ -134,8 +134,8 @@ def stoi_estoi(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> tuple
     functions, done once for both measures (they are the bulk of the cost). Where pystoi returns
     1e-5 for too little speech, this raises `MetricError` instead.
     """
-    x = _metric_signal(ref, "reference")
-    y = _metric_signal(est, "estimate")
+    x = _scorable(ref, "reference")
+    y = _scorable(est, "estimate")
     _check_metric_lengths(x, y, "stoi")
     if sr != STOI_FS:
         x = pystoi_utils.resample_oct(x, STOI_FS, sr)
@@ -358,7 +358,7 @@ def eval_worker_count(workers: int | None, n_items: int) -> int:
     return max(1, min(workers, n_items))
 
 
-def _metric_stats(values: list[float]) -> dict:
+def _stats(values: list[float]) -> dict:
     if not values:
         return {"mean": None, "std": None, "n": 0}
     arr = np.asarray(values, dtype=np.float64)
@@ -372,7 +372,7 @@ def summarize_eval_rows(rows: list[dict], failures: list[dict]) -> dict:
     summary: dict = {"count": len(rows)}
     for group in groups:
         summary[group] = {
-            m: _metric_stats([r[f"{group}_{m}"] for r in rows if r.get(f"{group}_{m}") is not None])
+            m: _stats([r[f"{group}_{m}"] for r in rows if r.get(f"{group}_{m}") is not None])
             for m in METRIC_NAMES
         }
     summary["failures"] = list(failures)
