@@ -4,6 +4,10 @@ Kaggle stops a session 12 hours after it starts, whatever the notebook is doing 
 archive extraction, training, evaluation and the figures all count. The generated notebook's
 first code cell records when it started (`LSE_NOTEBOOK_STARTED`); training gets what is left
 after a reserve for the evaluation, and the evaluation stops early rather than run past the end.
+
+`TrainBudget` is the trainer's own clock for one `fit` call: its `max_minutes` deadline, the
+time kept back for the validation and saving that follow the last step, and the step rate that
+fits a cosine schedule to the deadline.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from pathlib import Path
 from common.errors import UserError
 
 NOTEBOOK_STARTED_ENV = "LSE_NOTEBOOK_STARTED"
+# Steps of a session timed before its rate is trusted (the first steps include the data
+# loader's start-up and would underestimate it).
+RATE_MIN_STEPS = 20
 
 
 def _process_start_time() -> float | None:
@@ -71,3 +78,35 @@ class SessionBudget:
                 "lower eval_reserve_minutes"
             )
         return minutes
+
+
+@dataclass
+class TrainBudget:
+    """One training session's clock (`time.monotonic`), started by `start` at each `fit`."""
+
+    started: float = 0.0
+    start_step: int = 0
+    deadline: float | None = None  # None: no time limit
+    reserve_s: float = 0.0  # needed after the last step: validation and saving (kept across fits)
+
+    def start(self, max_minutes: float | None, step: int) -> None:
+        self.started, self.start_step = time.monotonic(), step
+        self.deadline = self.started + 60 * max_minutes if max_minutes else None
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def out_of_time(self) -> bool:
+        """This process's view: no time left for another step plus the reserve."""
+        return self.deadline is not None and time.monotonic() + self.reserve_s >= self.deadline
+
+    def steps_by_deadline(self, step: int) -> float | None:
+        """The step count this session's rate reaches by the deadline (less the reserve); None
+        without a deadline or before `RATE_MIN_STEPS` steps have been timed."""
+        done = step - self.start_step
+        if self.deadline is None or done < RATE_MIN_STEPS:
+            return None
+        # Re-estimated at every call, so it follows a machine that speeds up or slows down.
+        now = time.monotonic()
+        rate = done / max(now - self.started, 1e-6)
+        return step + rate * max(0.0, self.deadline - self.reserve_s - now) + 1

@@ -8,6 +8,11 @@ Shape of a run (`Trainer.fit`):
         validate (loss and SI-SDR, summed over ranks) -> plateau scheduler -> best.pt / last.pt /
         epoch_NNN.pt -> history.json -> early stopping
 
+Its parts: `TrainState` (where the run stands: epoch, step, best loss, history; saved with
+`asdict` into every checkpoint and restored by `TrainState.from_checkpoint`), `learning_rate`
+(the schedule, a pure function of the step), `common.budget.TrainBudget` (the session's clock
+and deadline) and `OPTIMIZERS` (`TrainConfig.optimizer`: "adam" or "adamw").
+
 Batch size and learning rate: `TrainConfig.batch_size` is the *effective* batch, summed over all
 processes (each takes `batch_size // world_size`), and `lr` applies to that effective batch
 unchanged. A run on 2 GPUs therefore follows the same optimisation path as a run on 1 GPU with
@@ -36,7 +41,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from common.audio import StftConfig, istft, stft
+from common.budget import TrainBudget
 from common.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -63,12 +69,10 @@ from common.env import select_device
 from common.errors import UserError
 
 SCHEDULERS = ("plateau", "cosine")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 # Consecutive steps with non-finite gradients before training is declared diverged. The count
 # is identical on every rank because it is read after DDP has averaged the gradients.
 MAX_NONFINITE_STEPS = 50
-# Steps of a session timed before a time budget may shorten the cosine schedule (the first
-# steps include the data loader's start-up and would underestimate the rate).
-BUDGET_RATE_MIN_STEPS = 20
 
 
 @dataclass
@@ -78,6 +82,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 16  # effective batch over all processes
     lr: float = 1e-3  # for the effective batch; not rescaled with the number of processes
+    optimizer: str = "adam"  # "adam" (weight decay as L2) or "adamw" (decoupled weight decay)
     weight_decay: float = 1e-5
     warmup_epochs: float = 1.0  # linear warmup, per step, from lr/steps to lr
     # "plateau" (on val loss) or "cosine" (per step, after warmup). With `max_minutes` the cosine
@@ -103,6 +108,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise UserError(f"TrainConfig.scheduler={self.scheduler!r}: use one of {SCHEDULERS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"TrainConfig.optimizer={self.optimizer!r}: use one of {tuple(OPTIMIZERS)}"
+            )
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"TrainConfig.{name}={getattr(self, name)}: must be at least 1")
@@ -119,7 +128,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _train_val_si_sdr(ref: torch.Tensor, est: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def batch_si_sdr(ref: torch.Tensor, est: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-item scale-invariant SDR in dB for (B, N) batches (zero-mean, as in the metrics)."""
     ref = ref - ref.mean(dim=-1, keepdim=True)
     est = est - est.mean(dim=-1, keepdim=True)
@@ -135,13 +144,51 @@ def _model_identity(model: nn.Module) -> tuple[str, dict]:
     return str(name), plain(asdict(cfg)) if is_dataclass(cfg) else {}
 
 
+def learning_rate(
+    step: int, cfg: TrainConfig, warmup_steps: int, total_steps: int, plateau_lr: float
+) -> float:
+    """The lr of optimizer step `step` (0-based): a linear warmup from lr/warmup_steps to lr,
+    then either a cosine from lr to min_lr at `total_steps`, or the plateau scheduler's lr: the
+    full lr when warmup ends, then `plateau_lr`, what the scheduler lowered it to at epoch ends."""
+    if step < warmup_steps:
+        return cfg.lr * (step + 1) / warmup_steps
+    if cfg.scheduler == "cosine":
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    return plateau_lr if step > warmup_steps else cfg.lr
+
+
 @dataclass
-class _EpochTotals:
+class EpochTotals:
     """Running sums of one epoch's training losses (kept in checkpoints for mid-epoch resume)."""
 
     loss_sum: float = 0.0
     count: int = 0
     parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: what a checkpoint stores besides the weights, the optimizer, scheduler
+    and scaler states and the RNG. Saved with `asdict` as top-level checkpoint keys."""
+
+    epoch: int = 0  # index of the epoch in progress (or next to start)
+    samples_in_epoch: int = 0  # effective-batch samples already consumed in `epoch`
+    epoch_totals: EpochTotals = field(default_factory=EpochTotals)
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    train_seconds: float = 0.0  # summed over sessions
+    history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> TrainState:
+        """The state saved in a checkpoint dict (a key it lacks keeps its default)."""
+        values = {f.name: state[f.name] for f in fields(cls) if f.name in state}
+        values["epoch_totals"] = EpochTotals(**values.get("epoch_totals", {}))
+        values["history"] = list(values.get("history", []))
+        return cls(**values)
 
 
 class Trainer:
@@ -187,7 +234,7 @@ class Trainer:
 
         self.model_name, self.model_config = _model_identity(model)
         self.model = model.to(self.device)
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = OPTIMIZERS[cfg.optimizer](
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -201,20 +248,10 @@ class Trainer:
 
         self.steps_per_epoch = self._steps_per_epoch()
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
-        self.epoch = 0  # index of the epoch in progress (or next to start)
-        self.samples_in_epoch = 0  # effective-batch samples already consumed in `epoch`
-        self.step = 0
-        self.best_val_loss = math.inf
-        self.best_epoch: int | None = None
-        self.bad_epochs = 0
+        self.state = TrainState()
+        self.budget = TrainBudget()
         self.nonfinite_steps = 0
-        self.totals = _EpochTotals()
-        self.history: list[dict] = []
         self.stop_reason: str | None = None
-        self.train_seconds = 0.0  # summed over sessions
-        self._reserve_s = 0.0  # time needed after the last step: validation + saving
-        self._deadline: float | None = None
-        self._session_start = (0.0, 0)  # (monotonic time, step) when this session began
 
         if resume_from is not None:
             self._resume(Path(resume_from))
@@ -277,7 +314,7 @@ class Trainer:
             drop_last=True,
         )
         sampler.set_epoch(epoch)
-        skip = self.samples_in_epoch // self.dist.world_size
+        skip = self.state.samples_in_epoch // self.dist.world_size
         indices = list(sampler)[skip:]
         return DataLoader(
             self.train_set,
@@ -320,36 +357,23 @@ class Trainer:
         est_spec = est_spec.to(torch.complex64)
         return est_spec, istft(est_spec, self.stft, noisy.shape[-1])
 
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
     def _set_lr(self) -> None:
-        cfg = self.cfg
-        if self.step < self.warmup_steps:
-            lr = cfg.lr * (self.step + 1) / self.warmup_steps
-        elif cfg.scheduler == "cosine":
-            total = self._cosine_total_steps()
-            progress = min(1.0, (self.step - self.warmup_steps) / max(1, total - self.warmup_steps))
-            lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-        elif self.step == self.warmup_steps:
-            lr = cfg.lr  # warmup just ended: the plateau scheduler takes over from the full lr
-        else:
-            return
+        step, cosine = self.state.step, self.cfg.scheduler == "cosine"
+        total = self._cosine_total_steps() if cosine and step >= self.warmup_steps else 0
+        lr = learning_rate(step, self.cfg, self.warmup_steps, total, plateau_lr=self._lr())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
     def _cosine_total_steps(self) -> int:
         """Steps the cosine spans: the epochs, `max_steps`, or what fits in the time budget."""
-        cfg = self.cfg
-        total = cfg.epochs * self.steps_per_epoch
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
-        start_time, start_step = self._session_start
-        done = self.step - start_step
-        if self._deadline is not None and done >= BUDGET_RATE_MIN_STEPS:
-            # Re-estimated every step from this session's rate, so the schedule follows a
-            # machine that speeds up or slows down and reaches min_lr at the deadline.
-            now = time.monotonic()
-            rate = done / max(now - start_time, 1e-6)
-            remaining = max(0.0, self._deadline - self._reserve_s - now)
-            fitted = self.step + rate * remaining + 1
+        total = self.cfg.epochs * self.steps_per_epoch
+        if self.cfg.max_steps:
+            total = min(total, self.cfg.max_steps)
+        fitted = self.budget.steps_by_deadline(self.state.step)
+        if fitted is not None:
             # Every rank must step with the same lr: use the ranks' mean estimate.
             (fitted_sum,) = all_reduce_sum([fitted], self._collective_device())
             total = min(total, int(fitted_sum / self.dist.world_size))
@@ -375,17 +399,17 @@ class Trainer:
             if self.nonfinite_steps >= MAX_NONFINITE_STEPS:
                 raise UserError(
                     f"training diverged: non-finite gradients for {self.nonfinite_steps} steps "
-                    f"in a row at epoch {self.epoch + 1}; lower --lr or check the data"
+                    f"in a row at epoch {self.state.epoch + 1}; lower --lr or check the data"
                 )
         self.scaler.update()
-        self.step += 1
-        self.samples_in_epoch += self.cfg.batch_size
-        value = float(loss.detach())
+        self.state.step += 1
+        self.state.samples_in_epoch += self.cfg.batch_size
+        value, totals = float(loss.detach()), self.state.epoch_totals
         if math.isfinite(value):
-            self.totals.loss_sum += value
-            self.totals.count += 1
+            totals.loss_sum += value
+            totals.count += 1
             for k, v in parts.items():
-                self.totals.parts[k] = self.totals.parts.get(k, 0.0) + float(v)
+                totals.parts[k] = totals.parts.get(k, 0.0) + float(v)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -404,8 +428,8 @@ class Trainer:
             loss, _ = self.loss_fn(est_spec, stft(clean, self.stft), est_wav, clean)
             n = noisy.shape[0]
             sums[0] += float(loss) * n
-            sums[1] += float(_train_val_si_sdr(clean, est_wav).sum())
-            sums[2] += float(_train_val_si_sdr(clean, noisy).sum())
+            sums[1] += float(batch_si_sdr(clean, est_wav).sum())
+            sums[2] += float(batch_si_sdr(clean, noisy).sum())
             sums[3] += n
         del loader
         loss_sum, sdr_sum, noisy_sum, n = all_reduce_sum(sums, self._collective_device())
@@ -423,57 +447,51 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------------------- loop
-    def _out_of_budget(self, deadline: float | None) -> bool:
-        stop = False
-        if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
-            self.stop_reason = "max_steps"
-            return True  # deterministic: no need to ask the other ranks
-        if deadline is not None:
-            stop = any_rank(
-                time.monotonic() + self._reserve_s >= deadline, self._collective_device()
-            )
-            if stop:
-                self.stop_reason = "max_minutes"
-        return stop
-
     def fit(self) -> dict:
         """Train until `epochs`, early stopping, `max_steps` or `max_minutes`; return the history."""
-        cfg = self.cfg
-        start = time.monotonic()
-        deadline = start + 60 * cfg.max_minutes if cfg.max_minutes else None
-        self._deadline = deadline
-        self._session_start = (start, self.step)
+        self.budget.start(self.cfg.max_minutes, self.state.step)
         self.stop_reason = None
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            while self.epoch < cfg.epochs and self.stop_reason is None:
-                epoch = self.epoch
-                if self._out_of_budget(deadline):
-                    if self.samples_in_epoch:
-                        self._save_partial(start)
+            while self.state.epoch < self.cfg.epochs and self.stop_reason is None:
+                if self._out_of_budget():  # before the epoch: record it only if it had begun
+                    if self.state.samples_in_epoch:
+                        self._save_partial()
                     break
-                self._set_epoch(epoch)
-                if not self._train_epoch(epoch, deadline):
-                    self._save_partial(start)
+                if not self._train_epoch():  # a budget stopped it part-way
+                    self._save_partial()
                     break
-                self._end_epoch(epoch, start)
+                self._end_epoch()
             if self.stop_reason is None:
                 self.stop_reason = "epochs"
         finally:
-            self.train_seconds += time.monotonic() - start
+            self.state.train_seconds += self.budget.elapsed_s()
         if self.dist.is_main:
             self._write_history()
         barrier()
         return self.summary()
 
-    def _train_epoch(self, epoch: int, deadline: float | None) -> bool:
-        """Run the rest of `epoch`; False when a budget stopped it part-way."""
+    def _out_of_budget(self) -> bool:
+        """True (and `stop_reason` set) when `max_steps` is reached or time is up on any rank."""
+        if self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps:
+            self.stop_reason = "max_steps"
+            return True  # deterministic: no need to ask the other ranks
+        if self.budget.deadline is None:
+            return False
+        if any_rank(self.budget.out_of_time(), self._collective_device()):
+            self.stop_reason = "max_minutes"
+            return True
+        return False
+
+    def _train_epoch(self) -> bool:
+        """Run the rest of the current epoch; False when a budget stopped it part-way."""
+        epoch, totals = self.state.epoch, self.state.epoch_totals
+        self._set_epoch(epoch)
         loader = self._train_loader(epoch)
-        done = self.samples_in_epoch // self.cfg.batch_size
         bar = tqdm(
             total=self.steps_per_epoch,
-            initial=done,
+            initial=self.state.samples_in_epoch // self.cfg.batch_size,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=not (self.cfg.progress and self.dist.is_main),
             dynamic_ncols=True,
@@ -482,13 +500,13 @@ class Trainer:
         finished = True
         try:
             for noisy, clean in loader:
-                if self._out_of_budget(deadline):
+                if self._out_of_budget():
                     finished = False
                     break
                 self._train_step(noisy, clean)
                 bar.update(1)
-                if self.totals.count:
-                    bar.set_postfix(loss=f"{self.totals.loss_sum / self.totals.count:.4f}")
+                if totals.count:
+                    bar.set_postfix(loss=f"{totals.loss_sum / totals.count:.4f}")
         finally:
             bar.close()
             # Drop the iterator here, in the main thread, so worker processes shut down now
@@ -497,9 +515,10 @@ class Trainer:
         return finished
 
     def _train_stats(self) -> dict[str, Any]:
-        keys = sorted(self.totals.parts)
+        totals = self.state.epoch_totals
+        keys = sorted(totals.parts)
         sums = all_reduce_sum(
-            [self.totals.loss_sum, float(self.totals.count)] + [self.totals.parts[k] for k in keys],
+            [totals.loss_sum, float(totals.count)] + [totals.parts[k] for k in keys],
             self._collective_device(),
         )
         n = max(sums[1], 1.0)
@@ -508,45 +527,45 @@ class Trainer:
             "train_parts": {k: v / n for k, v in zip(keys, sums[2:])},
         }
 
-    def _end_epoch(self, epoch: int, start: float) -> None:
-        t0 = time.monotonic()
-        entry: dict[str, Any] = {"epoch": epoch + 1, "step": self.step, **self._train_stats()}
-        entry.update(self.validate())
-        entry["lr"] = self.optimizer.param_groups[0]["lr"]
+    def _history_entry(self, **flags: Any) -> dict[str, Any]:
+        """The current epoch's record: train and validation results and the lr it ended with."""
+        entry = {"epoch": self.state.epoch + 1, "step": self.state.step, **flags}
+        return {**entry, **self._train_stats(), **self.validate(), "lr": self._lr()}
+
+    def _end_epoch(self) -> None:
+        t0, state = time.monotonic(), self.state
+        entry = self._history_entry()
         monitored = entry.get("val_loss", entry["train_loss"])
-        if self.cfg.scheduler == "plateau" and self.step >= self.warmup_steps:
+        if self.cfg.scheduler == "plateau" and state.step >= self.warmup_steps:
             self.plateau.step(monitored)
-        improved = monitored < self.best_val_loss
+        improved = monitored < state.best_val_loss
         if improved:
-            self.best_val_loss, self.best_epoch, self.bad_epochs = monitored, epoch + 1, 0
+            state.best_val_loss, state.best_epoch, state.bad_epochs = monitored, state.epoch + 1, 0
         else:
-            self.bad_epochs += 1
-        entry["elapsed_seconds"] = time.monotonic() - start
-        self.history.append(entry)
-        self.epoch, self.samples_in_epoch, self.totals = epoch + 1, 0, _EpochTotals()
-        if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
+            state.bad_epochs += 1
+        entry["elapsed_seconds"] = self.budget.elapsed_s()
+        state.history.append(entry)
+        state.epoch, state.samples_in_epoch, state.epoch_totals = state.epoch + 1, 0, EpochTotals()
+        if self.cfg.patience and state.bad_epochs >= self.cfg.patience:
             self.stop_reason = "early_stopping"
-        if self.epoch >= self.cfg.epochs:
+        if state.epoch >= self.cfg.epochs:
             self.stop_reason = "epochs"
         # last.pt goes last: a kill before it leaves best.pt one save ahead, which resuming
         # detects and completes (`load_resume_state`); never last.pt naming a best.pt not written.
         paths = ["best.pt"] if improved else []
-        if self.cfg.checkpoint_every and self.epoch % self.cfg.checkpoint_every == 0:
-            paths.append(f"epoch_{self.epoch:03d}.pt")
-        self._save(paths + ["last.pt"], start)
-        self._reserve_s = 1.5 * (time.monotonic() - t0)
+        if self.cfg.checkpoint_every and state.epoch % self.cfg.checkpoint_every == 0:
+            paths.append(f"epoch_{state.epoch:03d}.pt")
+        self._save(paths + ["last.pt"])
+        self.budget.reserve_s = 1.5 * (time.monotonic() - t0)
 
-    def _save_partial(self, start: float) -> None:
+    def _save_partial(self) -> None:
         """A budget stopped the epoch: validate for the record, save `last.pt`, and `best.pt`
         when none exists yet (so a short run still leaves a model to evaluate)."""
-        entry: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step, "partial": True}
-        entry.update(self._train_stats())
-        entry.update(self.validate())
-        entry["lr"] = self.optimizer.param_groups[0]["lr"]
-        entry["elapsed_seconds"] = time.monotonic() - start
-        self.history.append(entry)
+        entry = self._history_entry(partial=True)
+        entry["elapsed_seconds"] = self.budget.elapsed_s()
+        self.state.history.append(entry)
         paths = [] if (self.out_dir / "best.pt").exists() else ["best.pt"]
-        self._save(paths + ["last.pt"], start)  # last.pt last, as in `_end_epoch`
+        self._save(paths + ["last.pt"])  # last.pt last, as in `_end_epoch`
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -567,78 +586,70 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": plain(self.plateau.state_dict()),
             "scaler": plain(self.scaler.state_dict()),
-            "epoch": self.epoch,
-            "samples_in_epoch": self.samples_in_epoch,
-            "epoch_totals": plain(asdict(self.totals)),
-            "step": self.step,
-            "best_val_loss": float(self.best_val_loss),
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
-            "train_seconds": self.train_seconds,
-            "history": plain(self.history),
+            **plain(asdict(self.state)),
             "rng": capture_rng_state(),
             "torch_version": str(torch.__version__),
         }
 
-    def _save(self, names: list[str], start: float) -> None:
+    def _save(self, names: list[str]) -> None:
         if not self.dist.is_main:
             return
-        seconds, self.train_seconds = (
-            self.train_seconds,
-            self.train_seconds + (time.monotonic() - start),
-        )
-        state = self.state_dict()
-        self.train_seconds = seconds  # `fit` adds the session time once at the end
+        checkpoint = self.state_dict()
+        # The files count this session's time so far; `fit` adds it to the state once, at the end.
+        checkpoint["train_seconds"] += self.budget.elapsed_s()
         for name in names:
-            save_checkpoint(self.out_dir / name, state)
+            save_checkpoint(self.out_dir / name, checkpoint)
         self._write_history()
 
     def _resume(self, path: Path) -> None:
-        state = load_resume_state(path, repair=self.dist.is_main)
-        if state["model_name"] != self.model_name or state["model_config"] != self.model_config:
+        checkpoint = load_resume_state(path, repair=self.dist.is_main)
+        self._check_same_setup(path, checkpoint)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.plateau.load_state_dict(checkpoint["scheduler"])
+        if self.use_amp and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = TrainState.from_checkpoint(checkpoint)
+        restore_rng_state(checkpoint["rng"])
+        if self.dist.rank > 0:
+            torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + self.state.step)
+
+    def _check_same_setup(self, path: Path, checkpoint: dict) -> None:
+        name, model_cfg = checkpoint["model_name"], checkpoint["model_config"]
+        if name != self.model_name or model_cfg != self.model_config:
             raise UserError(
-                f"{path}: checkpoint is for model {state['model_name']!r} with config "
-                f"{state['model_config']}, not {self.model_name!r} with {self.model_config}; "
-                "resume with the same --model and settings"
+                f"{path}: checkpoint is for model {name!r} with config {model_cfg}, not "
+                f"{self.model_name!r} with {self.model_config}; resume with the same --model "
+                "and settings"
             )
-        if state["stft"] != plain(self.stft.to_dict()):
+        if checkpoint["stft"] != plain(self.stft.to_dict()):
             raise UserError(
-                f"{path}: checkpoint uses STFT {state['stft']}, not {self.stft.to_dict()}; "
+                f"{path}: checkpoint uses STFT {checkpoint['stft']}, not {self.stft.to_dict()}; "
                 "resume with the same --n-fft and --stft-hop"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.plateau.load_state_dict(state["scheduler"])
-        if self.use_amp and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch = int(state["epoch"])
-        self.samples_in_epoch = int(state["samples_in_epoch"])
-        self.totals = _EpochTotals(**state["epoch_totals"])
-        self.step = int(state["step"])
-        self.best_val_loss = float(state["best_val_loss"])
-        self.best_epoch = state["best_epoch"]
-        self.bad_epochs = int(state["bad_epochs"])
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        self.history = list(state["history"])
-        restore_rng_state(state["rng"])
-        if self.dist.rank > 0:
-            torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + self.step)
+        # Checkpoints from before the setting existed were trained with Adam.
+        optimizer = checkpoint.get("train_config", {}).get("optimizer", "adam")
+        if optimizer != self.cfg.optimizer:
+            raise UserError(
+                f"{path}: checkpoint was trained with optimizer {optimizer!r}, not "
+                f"{self.cfg.optimizer!r}; resume with --set train.optimizer={optimizer}"
+            )
 
     def summary(self) -> dict:
         """History plus how the run ended (also written to `history.json`)."""
         return json_safe(
             {
                 "model": self.model_name,
-                "epochs_done": self.epoch,
-                "step": self.step,
+                "epochs_done": self.state.epoch,
+                "step": self.state.step,
                 "stop_reason": self.stop_reason,
-                "best_epoch": self.best_epoch,
-                "best_val_loss": self.best_val_loss,
-                "train_seconds": self.train_seconds,
+                "best_epoch": self.state.best_epoch,
+                "best_val_loss": self.state.best_val_loss,
+                "train_seconds": self.state.train_seconds,
                 "device": str(self.device),
                 "train_config": self.train_config_dict(),
                 "run_config": self.run_config,
-                "history": self.history,
+                "history": self.state.history,
             }
         )
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from train_helpers import ToySpeechSet
 
 import common.checkpoint as ckpt_mod
 from common.checkpoint import (
@@ -19,7 +22,13 @@ from common.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from common.config import load_recipe
 from common.errors import UserError
+from common.losses import EnhancementLoss
+from common.models import build_model
+from common.train import EpochTotals, Trainer, TrainState
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-dev.pt"
 
 
 def _state(value: float) -> dict:
@@ -107,3 +116,41 @@ def test_foreign_and_broken_files_are_refused_in_one_line(tmp_path):
         with pytest.raises(UserError, match=match) as err:
             load_checkpoint(path)
         assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_the_train_state_round_trips_through_a_checkpoint(tmp_path):
+    state = TrainState(3, 8, EpochTotals(1.5, 2, {"mag": 0.5}), 20, 0.25, 2, 1, 9.5, [{"epoch": 1}])
+    save_checkpoint(tmp_path / "s.pt", {**_state(1.0), **plain(dataclasses.asdict(state))})
+    assert TrainState.from_checkpoint(load_checkpoint(tmp_path / "s.pt")) == state
+    # The shipped checkpoint (written before TrainState existed) has the same keys and values.
+    shipped = load_checkpoint(SHIPPED)
+    saved = dataclasses.asdict(TrainState.from_checkpoint(shipped))
+    assert saved == {key: shipped[key] for key in saved}
+
+
+def test_the_shipped_checkpoint_resumes(tmp_path):
+    cfg = load_recipe("lite")
+    shipped = load_checkpoint(SHIPPED)
+    train = dataclasses.replace(
+        cfg.train,
+        epochs=shipped["epoch"] + 1,
+        batch_size=2,
+        max_steps=shipped["step"] + 1,
+        max_minutes=None,
+        num_workers=0,
+        progress=False,
+    )
+    trainer = Trainer(
+        build_model(cfg.model.name, n_freq=cfg.stft.n_freq, **cfg.model.settings),
+        EnhancementLoss(cfg.loss, cfg.stft),
+        ToySpeechSet(4, length=4096),
+        None,
+        train,
+        cfg.stft,
+        tmp_path,
+        resume_from=SHIPPED,
+    )
+    assert trainer.state == TrainState.from_checkpoint(shipped)
+    summary = trainer.fit()
+    assert (summary["step"], summary["stop_reason"]) == (shipped["step"] + 1, "max_steps")
+    assert load_checkpoint(tmp_path / "last.pt")["history"][:-1] == shipped["history"]

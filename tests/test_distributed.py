@@ -66,7 +66,7 @@ def test_two_processes_match_one_process_and_write_one_checkpoint_set(tmp_path, 
     assert two["train_config"]["world_size"] == 2
     assert two["train_config"]["per_process_batch_size"] == 2
     assert two["train_config"]["effective_batch_size"] == 4
-    assert two["step"] == single.step == 9
+    assert two["step"] == single.state.step == 9
     _assert_close(two["model"], single.model.state_dict())
     # Validation is summed over ranks: same items, same numbers as one process.
     one_hist = load_checkpoint(tmp_path / "one" / "last.pt")["history"]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
 
+import common.budget as budget_mod
+from common.budget import TrainBudget
 from common.checkpoint import load_checkpoint
 from common.errors import UserError
-from common.train import TrainConfig, Trainer
+from common.train import TrainConfig, Trainer, learning_rate
 
 
 def _trainer(out, resume=None, model_seed=0, loss=None, **cfg) -> Trainer:
@@ -54,11 +57,11 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path, workers):
         num_workers=workers,
     )
     resumed.fit()
-    assert resumed.step == full.step == 16
+    assert resumed.state.step == full.state.step == 16
     _assert_same_weights(full.model, resumed.model)
     assert resumed.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"]
-    full_losses = [h["val_loss"] for h in full.history if not h.get("partial")]
-    resumed_losses = [h["val_loss"] for h in resumed.history if not h.get("partial")]
+    full_losses = [h["val_loss"] for h in full.state.history if not h.get("partial")]
+    resumed_losses = [h["val_loss"] for h in resumed.state.history if not h.get("partial")]
     assert resumed_losses == full_losses
 
 
@@ -141,7 +144,7 @@ def test_linear_warmup_then_full_lr(tmp_path):
 def test_cosine_schedule_decays_to_min_lr(tmp_path):
     t = _trainer(tmp_path, epochs=3, scheduler="cosine", warmup_epochs=0, min_lr=1e-5)
     t.fit()
-    lrs = [h["lr"] for h in t.history]
+    lrs = [h["lr"] for h in t.state.history]
     assert lrs[0] > lrs[1] > lrs[2] >= 1e-5
 
 
@@ -152,8 +155,54 @@ def test_cosine_fits_a_time_budget(tmp_path):
         tmp_path, epochs=1000, scheduler="cosine", warmup_epochs=0, min_lr=1e-5, max_minutes=2 / 60
     )
     t.fit()
-    assert t.stop_reason == "max_minutes" and t.step > 40
+    assert t.stop_reason == "max_minutes" and t.state.step > 40
     assert t.optimizer.param_groups[0]["lr"] < 0.15 * 1e-3
+
+
+def test_the_learning_rate_is_a_function_of_the_step():
+    cosine = TrainConfig(lr=1e-3, min_lr=1e-5, scheduler="cosine")
+    lrs = [learning_rate(step, cosine, 4, 104, plateau_lr=0.0) for step in range(200)]
+    assert lrs[:4] == pytest.approx([1e-3 / 4, 2e-3 / 4, 3e-3 / 4, 1e-3])  # linear warmup
+    assert lrs[4] == pytest.approx(1e-3) and lrs[54] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lrs[104] == lrs[199] == pytest.approx(1e-5)  # the floor at total_steps and after
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    # Plateau: the full lr when warmup ends, then whatever the scheduler has lowered it to.
+    plateau = TrainConfig(lr=1e-3)
+    assert learning_rate(2, plateau, 4, 0, plateau_lr=2e-4) == pytest.approx(3e-3 / 4)
+    assert learning_rate(4, plateau, 4, 0, plateau_lr=2e-4) == 1e-3
+    assert learning_rate(5, plateau, 4, 0, plateau_lr=2e-4) == 2e-4
+
+
+def test_the_time_budget_fits_the_steps_to_the_deadline(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(budget_mod, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    budget = TrainBudget()
+    budget.start(max_minutes=1.0, step=100)
+    now[0] += 10
+    assert budget.steps_by_deadline(110) is None  # too few steps timed to trust the rate
+    now[0] += 10  # 20 steps in 20 s, 40 s left: 40 more steps, plus the one in progress
+    assert budget.steps_by_deadline(120) == pytest.approx(161)
+    budget.reserve_s = 10.0  # kept for validation and saving
+    assert budget.steps_by_deadline(120) == pytest.approx(151) and not budget.out_of_time()
+    now[0] += 30
+    assert budget.out_of_time() and budget.elapsed_s() == pytest.approx(50)
+    budget.start(max_minutes=None, step=0)
+    assert budget.deadline is None and not budget.out_of_time()
+    assert budget.steps_by_deadline(500) is None
+
+
+def test_the_optimizer_is_a_setting_stored_and_checked_on_resume(tmp_path):
+    with pytest.raises(UserError, match=r"optimizer='sgd': use one of \('adam', 'adamw'\)"):
+        TrainConfig(optimizer="sgd")
+    t = _trainer(tmp_path, epochs=1, optimizer="adamw")
+    assert type(t.optimizer) is torch.optim.AdamW
+    t.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["train_config"]["optimizer"] == "adamw"
+    resumed = _trainer(tmp_path, resume=tmp_path / "last.pt", epochs=2, optimizer="adamw")
+    assert resumed.fit()["epochs_done"] == 2
+    with pytest.raises(UserError, match="trained with optimizer 'adamw'") as err:
+        _trainer(tmp_path, resume=tmp_path / "last.pt", epochs=3)  # the default: adam
+    assert "\n" not in str(err.value) and "train.optimizer=adamw" in str(err.value)
 
 
 def test_resume_refuses_another_model(tmp_path):
@@ -200,6 +249,9 @@ def test_cli_trains_on_synthetic_data_and_resumes(tmp_path):
     assert load_checkpoint(out / "last.pt")["step"] == 4
     bad = subprocess.run(base + ["--model-config", "colour=7"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "colour" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0
+    bad = subprocess.run(base + ["--set", "train.optimizer=sgd"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "optimizer='sgd': use one of ('adam', 'adamw')" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
 
 
@@ -314,7 +366,9 @@ def _best_epoch_held(path) -> int | None:
 def test_kill_between_best_and_last_keeps_the_set_consistent(tmp_path, monkeypatch):
     full = _trainer(tmp_path / "full", epochs=3)
     full.fit()
-    assert full.best_epoch == 3  # the toy task improves every epoch: best.pt is written each time
+    assert (
+        full.state.best_epoch == 3
+    )  # the toy task improves every epoch: best.pt is written each time
     run = tmp_path / "run"
     # Each epoch end writes two files (best.pt and last.pt): die between the two of epoch 2.
     _kill_before_write(monkeypatch, 4)
@@ -328,7 +382,7 @@ def test_kill_between_best_and_last_keeps_the_set_consistent(tmp_path, monkeypat
         resumed = _trainer(run, resume=run / "last.pt", model_seed=123, epochs=3)
     # Repaired at once: last.pt is the state the interrupted save was writing.
     assert _best_epoch_held(run / "last.pt") == _best_epoch_held(run / "best.pt") == 2
-    assert resumed.epoch == 2
+    assert resumed.state.epoch == 2
     resumed.fit()
     _assert_same_weights(full.model, resumed.model)
     assert _best_epoch_held(run / "last.pt") == _best_epoch_held(run / "best.pt") == 3
@@ -355,4 +409,4 @@ def test_resume_from_an_older_epoch_checkpoint_is_not_repaired(tmp_path):
     _trainer(run, epochs=2, checkpoint_every=1).fit()
     best_before = (run / "best.pt").read_bytes()
     resumed = _trainer(run, resume=run / "epoch_001.pt", epochs=2)
-    assert resumed.epoch == 1 and (run / "best.pt").read_bytes() == best_before
+    assert resumed.state.epoch == 1 and (run / "best.pt").read_bytes() == best_before
