@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from train_helpers import save_model_checkpoint
 
-from common.audio import StftConfig
-from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 from common.cli import main
 from common.models import build_model
 
@@ -18,22 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _checkpoint(tmp_path):
-    from common.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("lite")
-    cfg = StftConfig()
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "model_name": "lite",
-        "model_config": {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model.cfg).items()
-        },
-        "stft": cfg.to_dict(),
-        "model": model.state_dict(),
-    }
-    return save_checkpoint(tmp_path / "lite.pt", state)
+    return save_model_checkpoint(tmp_path / "lite.pt", model)
 
 
 @pytest.mark.parametrize("mode", [["--streaming"], ["--vad"], ["--streaming", "--vad"]])

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_helpers import save_model_checkpoint
 
-from common.audio import StftConfig, list_audio, load_audio
-from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+from common.audio import list_audio, load_audio
 from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
 from common.export import (
@@ -25,7 +25,7 @@ from common.export import (
     quantize_torch_int8,
     torch_model_bytes,
 )
-from common.models import build_model, model_config_dict
+from common.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,16 +39,7 @@ def lite_ckpt(tmp_path_factory) -> Path:
     """A `lite` checkpoint with random weights in the trainer's format."""
     torch.manual_seed(0)
     model = build_model("lite")
-    path = tmp_path_factory.mktemp("ckpt") / "lite.pt"
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "model_name": model.name,
-        "model_config": model_config_dict(model),
-        "stft": StftConfig().to_dict(),
-        "model": model.state_dict(),
-    }
-    return save_checkpoint(path, state)
+    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "lite.pt", model)
 
 
 @pytest.fixture(scope="module")

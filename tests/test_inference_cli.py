@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from train_helpers import save_model_checkpoint
 
-from common.audio import StftConfig
-from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
-from common.models import build_model, model_config_dict
+from common.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_LITE = {"width": 16, "enc_channels": 8, "time_hidden": 16, "n_blocks": 1}
@@ -28,15 +27,7 @@ def ckpt(tmp_path_factory) -> Path:
     """A small `lite` with random weights, in the trainer's checkpoint format."""
     torch.manual_seed(0)
     model = build_model("lite", **SMALL_LITE)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "model_name": model.name,
-        "model_config": model_config_dict(model),
-        "stft": StftConfig().to_dict(),
-        "model": model.state_dict(),
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "lite.pt", state)
+    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "lite.pt", model)
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

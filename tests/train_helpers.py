@@ -87,3 +87,20 @@ class ToyLoss:
 def make_tiny(seed: int = 0, **cfg) -> TinyMask:
     torch.manual_seed(seed)
     return TinyMask(TinyMaskConfig(**cfg))
+
+
+def save_model_checkpoint(path, model: nn.Module, stft: StftConfig | None = None):
+    """A model's weights in the trainer's checkpoint format, without training state (what
+    `load_model` and `enhance` need), for tests of inference, export and the demo."""
+    from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+    from common.models import model_config_dict
+
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model_name": model.name,
+        "model_config": model_config_dict(model),
+        "stft": (stft or StftConfig()).to_dict(),
+        "model": model.state_dict(),
+    }
+    return save_checkpoint(path, state)

@@ -73,20 +73,11 @@ def _checkpoint(tmp: Path) -> Path:
     """The shipped checkpoint when present, else a random-weights `lite` one (same code path)."""
     if SHIPPED_CKPT.is_file():
         return SHIPPED_CKPT
-    from common.audio import StftConfig
-    from common.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
-    from common.models import build_model, model_config_dict
+    from train_helpers import save_model_checkpoint
 
-    model = build_model("lite")
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "model_name": model.name,
-        "model_config": model_config_dict(model),
-        "stft": StftConfig().to_dict(),
-        "model": model.state_dict(),
-    }
-    return save_checkpoint(tmp / "lite-random.pt", state)
+    from common.models import build_model
+
+    return save_model_checkpoint(tmp / "lite-random.pt", build_model("lite"))
 
 
 @pytest.fixture(scope="module")
