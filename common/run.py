@@ -142,8 +142,11 @@ def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
 
     d, seed = cfg.data, cfg.train.seed
     root = _mix_root(d.root)
-    testset = work / "mix-testset"
-    if not (testset / "testset.csv").is_file():  # written once, whole (the csv comes last)
+    # Named by what decides its content, so a work folder shared by runs never serves one run's
+    # test set to another; written once, whole (testset.csv comes last).
+    keep = "commercial" if d.exclude_noncommercial else "all"
+    testset = work / f"mix-testset-{MIX_TEST_ITEMS}-seed{seed}-{keep}"
+    if not (testset / "testset.csv").is_file():
         make_testset(root, testset, MIX_TEST_ITEMS, MIX_TEST_SNRS, seed, d.exclude_noncommercial)
     test = _limit(discover_pairs(testset / "noisy", testset / "clean"), d.max_test_pairs)
     info: dict[str, Any] = {"source": "mix", "root": str(root), "test_pairs": len(test)}
