@@ -163,7 +163,8 @@ def _checkpoint_bytes(marker: int) -> tuple[bytes, int]:
 def canned_outputs(ref: str, version: int, notebook_text: str) -> dict[str, bytes]:
     """What a finished run leaves in /kaggle/working: summary.json, checkpoints, history."""
     slug = ref.split("/", 1)[1]
-    m = re.search(r"\bmodel(?:_name)?\s*=\s*\\?[\"'](\w+)\\?[\"']", notebook_text)
+    # The training notebook names its recipe (`recipe = 'dpt'`); others may name a model.
+    m = re.search(r"\b(?:recipe|model(?:_name)?)\s*=\s*\\?[\"']([\w-]+)\\?[\"']", notebook_text)
     checkpoint, params = _checkpoint_bytes(version)
     summary = {
         "model": m.group(1) if m else slug,
