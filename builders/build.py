@@ -70,7 +70,8 @@ BUILD_KEY = "lse_build"  # notebook metadata written by this builder
 TRAINING_SOURCE = "train"  # notebooks_src/train.py: built once per recipe
 
 
-def _recipes(repo: Path) -> list[str]:
+def recipe_notebooks(repo: Path = REPO) -> list[str]:
+    """The recipes: one training notebook each."""
     return recipe_names(repo / RECIPES_DIR.name)
 
 
@@ -81,16 +82,16 @@ def notebook_names(repo: Path = REPO) -> list[str]:
         for p in (repo / SOURCES_DIR).glob("*.py")
         if not p.stem.startswith("_") and p.stem != TRAINING_SOURCE
     ]
-    clash = sorted(set(others) & set(_recipes(repo)))
+    clash = sorted(set(others) & set(recipe_notebooks(repo)))
     if clash:
         raise UserError(
             f"{SOURCES_DIR}/{clash[0]}.py and recipes/{clash[0]}.toml share a name; rename one"
         )
-    return sorted(_recipes(repo) + others)
+    return sorted(recipe_notebooks(repo) + others)
 
 
 def source_path(name: str, repo: Path = REPO) -> Path:
-    if name in _recipes(repo):
+    if name in recipe_notebooks(repo):
         name = TRAINING_SOURCE
     path = repo / SOURCES_DIR / f"{name}.py"
     if not path.is_file():
@@ -192,7 +193,7 @@ def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
     for label, imports in found:
         check_names_exist(imports, by_name, label)
 
-    if name in _recipes(repo):
+    if name in recipe_notebooks(repo):
         _fill_in_recipe(source, name, rel, params[0], repo)
         modules = [*modules, _recipe_file(name, repo)]
     record = build_record(rel, modules, repo)
@@ -304,7 +305,9 @@ def build_kernel(
     kernel_dir.mkdir(parents=True, exist_ok=True)
     meta = kernel_metadata(name, username, code_file=notebook.name, repo=repo)
     shutil.copyfile(notebook, kernel_dir / notebook.name)
-    origin = f"recipes/{name}.toml" if name in _recipes(repo) else f"kernel-metadata/{name}.json"
+    origin = (
+        f"recipes/{name}.toml" if name in recipe_notebooks(repo) else f"kernel-metadata/{name}.json"
+    )
     validate_metadata(meta, kernel_dir, origin=origin)
     write_metadata(meta, kernel_dir)
     return kernel_dir

@@ -31,7 +31,7 @@ import papermill
 from nbconvert import HTMLExporter
 from traitlets.config import Config
 
-from builders.build import REPO, build_notebook, notebook_names
+from builders.build import REPO, build_notebook, notebook_names, recipe_notebooks
 from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
 from common.errors import UserError
@@ -256,13 +256,8 @@ def smoke_names(repo: Path = REPO) -> list[str]:
     notebook source once per model) and every other notebook; other recipes on request."""
     from common.models import model_names
 
-    return [n for n in notebook_names(repo) if n in model_names() or n not in _recipe_names(repo)]
-
-
-def _recipe_names(repo: Path) -> list[str]:
-    from common.config import recipe_names
-
-    return recipe_names(repo / "recipes")
+    recipes = recipe_notebooks(repo)
+    return [n for n in notebook_names(repo) if n in model_names() or n not in recipes]
 
 
 def declared_parameters(notebook: Path) -> set[str]:

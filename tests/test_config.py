@@ -3,14 +3,12 @@ and the `lite` recipe is the one the shipped checkpoint was trained with."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
+from train_helpers import assert_trained_with
 
 from common.config import (
-    RunConfig,
     apply_overrides,
     config_dict,
     config_from_dict,
@@ -87,19 +85,4 @@ def test_a_bad_recipe_file_is_named(tmp_path: Path):
 
 
 def test_the_lite_recipe_is_the_one_the_shipped_checkpoint_was_trained_with():
-    ckpt = torch.load(REPO / "checkpoints" / "lite-dev.pt", map_location="cpu", weights_only=True)
-    cfg = load_recipe("lite")
-    assert ckpt["model_name"] == cfg.model.name
-    model = build_model(cfg.model.name, n_freq=cfg.stft.n_freq, **cfg.model.settings)
-    assert ckpt["model_config"] == dataclasses.asdict(model.cfg)
-    assert ckpt["stft"] == dataclasses.asdict(cfg.stft)
-    assert ckpt["loss_config"] == config_dict(RunConfig(loss=cfg.loss))["loss"]
-    stored, defaults = ckpt["train_config"], config_dict(RunConfig())["train"]
-    for key, value in config_dict(cfg)["train"].items():
-        if key not in ("progress", "device"):  # how it ran here, not what it trained
-            # A setting newer than the checkpoint (optimizer) had its default value then.
-            assert stored.get(key, defaults[key]) == value, key
-    data = ckpt["data"]
-    assert data["source"] == cfg.data.source and data["snr_db"] == list(cfg.data.snr_db)
-    assert data["items_per_epoch"] == cfg.data.mix_items
-    assert data["exclude_noncommercial"] == cfg.data.exclude_noncommercial
+    assert_trained_with(load_recipe("lite"), REPO / "checkpoints" / "lite-dev.pt")

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
+from train_helpers import assert_trained_with
 
 from builders.build import REPO, build_kernel
 from builders.generated import library_files
 from builders.smoke import execute, isolated_kernel
 from common.config import (
-    RunConfig,
     apply_overrides,
     config_dict,
     config_from_dict,
@@ -94,18 +93,4 @@ def test_the_notebook_make_push_lite_pushes_carries_the_shipped_checkpoints_reci
     shipped.pop("kernel")
     cfg = config_from_dict(shipped)
 
-    ckpt = torch.load(REPO / "checkpoints" / "lite-dev.pt", map_location="cpu", weights_only=True)
-    assert ckpt["model_name"] == cfg.model.name
-    assert ckpt["stft"] == config_dict(cfg)["stft"]
-    assert ckpt["loss_config"] == config_dict(cfg)["loss"]
-    defaults = config_dict(RunConfig())["train"]
-    for key, value in config_dict(cfg)["train"].items():
-        if key not in ("progress", "device"):  # how it ran here, not what it trained
-            # A setting newer than the checkpoint (optimizer) had its default value then.
-            assert ckpt["train_config"].get(key, defaults[key]) == value, key
-    data = ckpt["data"]
-    assert (data["source"], data["snr_db"]) == (cfg.data.source, list(cfg.data.snr_db))
-    assert (data["items_per_epoch"], data["exclude_noncommercial"]) == (
-        cfg.data.mix_items,
-        cfg.data.exclude_noncommercial,
-    )
+    assert_trained_with(cfg, REPO / "checkpoints" / "lite-dev.pt")

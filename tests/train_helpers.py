@@ -104,3 +104,30 @@ def save_model_checkpoint(path, model: nn.Module, stft: StftConfig | None = None
         "model": model.state_dict(),
     }
     return save_checkpoint(path, state)
+
+
+def assert_trained_with(cfg, ckpt_path) -> None:
+    """The checkpoint at `ckpt_path` was trained with the RunConfig `cfg`: model, STFT, loss,
+    training settings and data, as far as the checkpoint recorded them."""
+    import dataclasses
+
+    from common.config import RunConfig, config_dict
+    from common.models import build_model
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert ckpt["model_name"] == cfg.model.name
+    model = build_model(cfg.model.name, n_freq=cfg.stft.n_freq, **cfg.model.settings)
+    assert ckpt["model_config"] == dataclasses.asdict(model.cfg)
+    values = config_dict(cfg)
+    assert ckpt["stft"] == values["stft"] and ckpt["loss_config"] == values["loss"]
+    defaults = config_dict(RunConfig())["train"]
+    for key, value in values["train"].items():
+        if key not in ("progress", "device"):  # how it ran here, not what it trained
+            # A setting newer than the checkpoint (optimizer) had its default value then.
+            assert ckpt["train_config"].get(key, defaults[key]) == value, key
+    data = ckpt["data"]
+    assert (data["source"], data["snr_db"]) == (cfg.data.source, list(cfg.data.snr_db))
+    assert (data["items_per_epoch"], data["exclude_noncommercial"]) == (
+        cfg.data.mix_items,
+        cfg.data.exclude_noncommercial,
+    )
