@@ -96,7 +96,7 @@ def config_dict(cfg: RunConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def _coerce(where: str, default: Any, value: Any) -> Any:
+def coerce_setting(where: str, default: Any, value: Any) -> Any:
     """`value` in the type of the field's default (TOML and JSON have no tuples, no None)."""
     if (
         isinstance(value, str)
@@ -116,7 +116,7 @@ def _coerce(where: str, default: Any, value: Any) -> Any:
             return value
     elif isinstance(default, tuple | list):
         if isinstance(value, tuple | list):
-            items = [_coerce(where, default[0], v) if default else v for v in value]
+            items = [coerce_setting(where, default[0], v) if default else v for v in value]
             return tuple(items) if isinstance(default, tuple) else items
     elif isinstance(default, dict):
         if isinstance(value, dict):
@@ -133,7 +133,7 @@ def _section_from(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserError(f"{where}.{unknown[0]}: unknown setting; known: {', '.join(sorted(known))}")
-    kwargs = {k: _coerce(f"{where}.{k}", getattr(defaults, k), v) for k, v in values.items()}
+    kwargs = {k: coerce_setting(f"{where}.{k}", getattr(defaults, k), v) for k, v in values.items()}
     return cls(**{**{k: getattr(defaults, k) for k in known}, **kwargs})
 
 

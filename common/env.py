@@ -87,6 +87,11 @@ def arch_supported(capability: tuple[int, int], arch_list: list[str]) -> bool:
     return False
 
 
+def running_on_kaggle() -> bool:
+    """A Kaggle session: its run-type variable, or the writable /kaggle/working it provides."""
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or os.path.isdir("/kaggle/working")
+
+
 def describe_environment() -> EnvInfo:
     arch_list = torch.cuda.get_arch_list() if torch.version.cuda else []
     gpus = [
@@ -99,8 +104,7 @@ def describe_environment() -> EnvInfo:
         cuda_build=torch.version.cuda,
         arch_list=arch_list,
         gpus=gpus,
-        on_kaggle=bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
-        or os.path.isdir("/kaggle/working"),
+        on_kaggle=running_on_kaggle(),
     )
 
 

@@ -28,7 +28,13 @@ from common.config import (
 )
 from common.data import AudioPair, PairedDataset
 from common.enhance import load_enhancer, load_model
-from common.env import EnvInfo, describe_environment, format_environment, select_device
+from common.env import (
+    EnvInfo,
+    describe_environment,
+    format_environment,
+    running_on_kaggle,
+    select_device,
+)
 from common.errors import UserError
 from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.models import count_parameters
@@ -36,10 +42,6 @@ from common.plots import plot_metric_distributions, plot_metric_table, plot_spec
 from common.run import RunData, check_model, train
 
 KAGGLE_WORKING = Path("/kaggle/working")
-
-
-def on_kaggle() -> bool:
-    return KAGGLE_WORKING.is_dir()
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Session:
         if self.output_dir != "auto":
             path = Path(self.output_dir)
         else:
-            path = KAGGLE_WORKING if on_kaggle() else Path("outputs") / self.name
+            path = KAGGLE_WORKING if running_on_kaggle() else Path("outputs") / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -69,7 +71,7 @@ def work_dir(cfg: RunConfig) -> Path:
     as output, so on Kaggle elsewhere."""
     if cfg.data.work_dir != "auto":
         return Path(cfg.data.work_dir)
-    return Path("/tmp/se-data") if on_kaggle() else Path("work")
+    return Path("/tmp/se-data") if running_on_kaggle() else Path("work")
 
 
 def notebook_config(recipe: str, overrides: dict) -> RunConfig:

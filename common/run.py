@@ -20,7 +20,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from common.config import RunConfig, config_dict
+from common.config import RunConfig, coerce_setting, config_dict
 from common.data import (
     AudioPair,
     PairedDataset,
@@ -214,17 +214,6 @@ def model_settings(cfg: RunConfig) -> dict[str, Any]:
     return settings
 
 
-def _value_fits(value: object, default: object) -> bool:
-    # Model configs hold ints, floats, bools, strings and tuples; JSON and TOML give lists.
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    if isinstance(default, tuple | list):
-        return isinstance(value, tuple | list)
-    return default is None or isinstance(value, type(default))
-
-
 def check_model(cfg: RunConfig) -> None:
     """Each model setting has the type of the one it replaces, and the model builds: one line
     naming the setting otherwise, before any data is prepared."""
@@ -233,13 +222,9 @@ def check_model(cfg: RunConfig) -> None:
         raise UserError(f"model.name={name!r}: unknown; choose one of {', '.join(model_names())}")
     cfg_cls = MODEL_REGISTRY[name][1]
     defaults = cfg_cls()
-    for f in dataclasses.fields(cfg_cls):
-        if f.name in settings and not _value_fits(settings[f.name], getattr(defaults, f.name)):
-            default = getattr(defaults, f.name)
-            raise UserError(
-                f"model.settings.{f.name}={settings[f.name]!r}: {name} expects type "
-                f"{type(default).__name__} (default {default!r}); e.g. {f.name}={default}"
-            )
+    for f in dataclasses.fields(cfg_cls):  # the same type rule as every other setting
+        if f.name in settings:
+            coerce_setting(f"model.settings.{f.name}", getattr(defaults, f.name), settings[f.name])
     try:
         build_model(name, **settings)
     except UserError:
