@@ -65,6 +65,7 @@ from common.checkpoint import (
     save_checkpoint,
 )
 from common.distributed import all_reduce_sum, any_rank, barrier, dist_info
+from common.ema import WeightEMA
 from common.env import select_device
 from common.errors import UserError
 
@@ -94,6 +95,9 @@ class TrainConfig:
     plateau_patience: int = 5
     min_lr: float = 1e-6
     grad_clip: float = 5.0
+    # Validate and ship an exponential moving average of the weights (common.ema); 0: off.
+    # 0.999 averages roughly the last 1,000 steps.
+    ema_decay: float = 0.0
     patience: int = 10  # early stopping: epochs without val-loss improvement; 0 disables
     max_minutes: float | None = None  # wall-clock budget of this session
     max_steps: int | None = None  # total optimizer steps (counting resumed ones)
@@ -117,6 +121,11 @@ class TrainConfig:
                 raise UserError(f"TrainConfig.{name}={getattr(self, name)}: must be at least 1")
         if not self.lr > 0:
             raise UserError(f"TrainConfig.lr={self.lr}: must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(
+                f"TrainConfig.ema_decay={self.ema_decay}: use 0 (off) or a value in (0, 1), "
+                "e.g. 0.999"
+            )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise UserError(f"TrainConfig.max_minutes={self.max_minutes}: must be positive")
 
@@ -245,6 +254,9 @@ class Trainer:
             min_lr=cfg.min_lr,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        # The averaged weights are what validation sees and what "model" in a checkpoint holds;
+        # the raw weights go to "train_model", for resuming.
+        self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
         self.steps_per_epoch = self._steps_per_epoch()
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
@@ -393,6 +405,8 @@ class Trainer:
         if torch.isfinite(grad_norm):
             self.nonfinite_steps = 0
             self.scaler.step(self.optimizer)
+            if self.ema is not None:
+                self.ema.update(self.model)
         else:
             # Same decision on every rank (gradients are already averaged): skip this step.
             self.nonfinite_steps += 1
@@ -419,12 +433,13 @@ class Trainer:
             return {}
         # The bare model, not the DDP wrapper: DDP's forward broadcasts buffers, a collective
         # that would deadlock when the ranks' shards have different numbers of batches.
-        self.model.eval()
+        model = self.eval_model
+        model.eval()
         sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, si_sdr, noisy si_sdr, n
         for noisy, clean in loader:
             noisy = noisy.to(self.device, non_blocking=True)
             clean = clean.to(self.device, non_blocking=True)
-            est_spec, est_wav = self._enhance_batch(noisy, self.model)
+            est_spec, est_wav = self._enhance_batch(noisy, model)
             loss, _ = self.loss_fn(est_spec, stft(clean, self.stft), est_wav, clean)
             n = noisy.shape[0]
             sums[0] += float(loss) * n
@@ -445,6 +460,11 @@ class Trainer:
         return (
             self.device if self.device.type == "cuda" and self.dist.enabled else torch.device("cpu")
         )
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and shipped: the EMA when on, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
     # ----------------------------------------------------------------------------- loop
     def fit(self) -> dict:
@@ -582,7 +602,12 @@ class Trainer:
             else None,
             "data": self.data_info,
             "run_config": self.run_config,
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),
+            **(
+                {"train_model": self.model.state_dict(), "ema_updates": self.ema.updates}
+                if self.ema is not None
+                else {}
+            ),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": plain(self.plateau.state_dict()),
             "scaler": plain(self.scaler.state_dict()),
@@ -604,7 +629,11 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         checkpoint = load_resume_state(path, repair=self.dist.is_main)
         self._check_same_setup(path, checkpoint)
-        self.model.load_state_dict(checkpoint["model"])
+        if self.ema is not None:
+            self.model.load_state_dict(checkpoint["train_model"])
+            self.ema.load_state_dict(checkpoint["model"], checkpoint["ema_updates"])
+        else:
+            self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.plateau.load_state_dict(checkpoint["scheduler"])
         if self.use_amp and checkpoint.get("scaler"):
@@ -633,6 +662,12 @@ class Trainer:
             raise UserError(
                 f"{path}: checkpoint was trained with optimizer {optimizer!r}, not "
                 f"{self.cfg.optimizer!r}; resume with --set train.optimizer={optimizer}"
+            )
+        ema_decay = checkpoint.get("train_config", {}).get("ema_decay", 0.0)
+        if ema_decay != self.cfg.ema_decay:
+            raise UserError(
+                f"{path}: checkpoint was trained with train.ema_decay={ema_decay}, not "
+                f"{self.cfg.ema_decay}; resume with --set train.ema_decay={ema_decay}"
             )
 
     def summary(self) -> dict:

@@ -39,13 +39,14 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(sa[k], sb[k]), k
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_mid_epoch_equals_uninterrupted(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "ema_decay"), [(0, 0.0), (2, 0.0), (0, 0.9)])
+def test_resume_mid_epoch_equals_uninterrupted(tmp_path, workers, ema_decay):
     # 6 steps per epoch: stopping at 8 is mid-epoch 2; 16 steps cross two epoch ends
     # (validation, plateau scheduler, best/last checkpoints) on both sides of the stop.
-    full = _trainer(tmp_path / "full", max_steps=16, num_workers=workers)
+    ema = {"ema_decay": ema_decay}
+    full = _trainer(tmp_path / "full", max_steps=16, num_workers=workers, **ema)
     full.fit()
-    first = _trainer(tmp_path / "split", max_steps=8, num_workers=workers)
+    first = _trainer(tmp_path / "split", max_steps=8, num_workers=workers, **ema)
     summary = first.fit()
     assert summary["stop_reason"] == "max_steps" and summary["step"] == 8
     # A different initialisation proves the weights come from the checkpoint.
@@ -55,10 +56,12 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path, workers):
         model_seed=123,
         max_steps=16,
         num_workers=workers,
+        **ema,
     )
     resumed.fit()
     assert resumed.state.step == full.state.step == 16
     _assert_same_weights(full.model, resumed.model)
+    _assert_same_weights(full.eval_model, resumed.eval_model)
     assert resumed.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"]
     full_losses = [h["val_loss"] for h in full.state.history if not h.get("partial")]
     resumed_losses = [h["val_loss"] for h in resumed.state.history if not h.get("partial")]
@@ -203,6 +206,31 @@ def test_the_optimizer_is_a_setting_stored_and_checked_on_resume(tmp_path):
     with pytest.raises(UserError, match="trained with optimizer 'adamw'") as err:
         _trainer(tmp_path, resume=tmp_path / "last.pt", epochs=3)  # the default: adam
     assert "\n" not in str(err.value) and "train.optimizer=adamw" in str(err.value)
+
+
+def test_the_weight_average_is_what_is_validated_and_shipped(tmp_path):
+    with pytest.raises(UserError, match=r"ema_decay=1.0: use 0 \(off\)"):
+        TrainConfig(ema_decay=1.0)
+    t = _trainer(tmp_path, epochs=2, ema_decay=0.9)
+    t.fit()
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    # "model" (what enhance, export and evaluate load) is the average, not the last step.
+    _assert_same_weights(t.ema.model, t.eval_model)
+    for k, v in t.ema.model.state_dict().items():
+        assert torch.equal(ckpt["model"][k], v), k
+        assert torch.equal(ckpt["train_model"][k], t.model.state_dict()[k]), k
+    assert ckpt["ema_updates"] == t.state.step == 12
+    differs = [
+        k for k in ckpt["model"] if not torch.equal(ckpt["model"][k], ckpt["train_model"][k])
+    ]
+    assert differs, "after 12 steps the average should differ from the last weights"
+    # Validation ran the average: its loss is that of the EMA weights, not of the last step.
+    assert t.validate()["val_loss"] == t.state.history[-1]["val_loss"]
+    t.ema = None
+    assert t.validate()["val_loss"] != t.state.history[-1]["val_loss"]
+    with pytest.raises(UserError, match=r"trained with train.ema_decay=0.9, not 0.0") as err:
+        _trainer(tmp_path, resume=tmp_path / "last.pt", epochs=3)
+    assert "--set train.ema_decay=0.9" in str(err.value)
 
 
 def test_resume_refuses_another_model(tmp_path):
