@@ -7,7 +7,9 @@ after a reserve for the evaluation, and the evaluation stops early rather than r
 
 `TrainBudget` is the trainer's own clock for one `fit` call: its `max_minutes` deadline, the
 time kept back for the validation and saving that follow the last step, and the step rate that
-fits a cosine schedule to the deadline.
+fits a cosine schedule to the deadline. The clock is wall time, or this process's CPU time
+(`train.budget_clock = "cpu"`): on a shared machine a CPU-time budget gives every run the same
+compute whatever else is running, which is what comparing recipes "at equal budget" needs.
 """
 
 from __future__ import annotations
@@ -80,25 +82,34 @@ class SessionBudget:
         return minutes
 
 
+# What `train.budget_clock` may name: wall-clock time, or the CPU time of this process (all its
+# threads; DataLoader worker processes are not counted, so CPU budgets train with 0 workers).
+BUDGET_CLOCKS = {"wall": "monotonic", "cpu": "process_time"}  # functions of `time`
+
+
 @dataclass
 class TrainBudget:
-    """One training session's clock (`time.monotonic`), started by `start` at each `fit`."""
+    """One training session's clock, started by `start` at each `fit`."""
 
     started: float = 0.0
     start_step: int = 0
     deadline: float | None = None  # None: no time limit
     reserve_s: float = 0.0  # needed after the last step: validation and saving (kept across fits)
+    clock: str = "wall"  # a key of BUDGET_CLOCKS
+
+    def now(self) -> float:
+        return getattr(time, BUDGET_CLOCKS[self.clock])()
 
     def start(self, max_minutes: float | None, step: int) -> None:
-        self.started, self.start_step = time.monotonic(), step
+        self.started, self.start_step = self.now(), step
         self.deadline = self.started + 60 * max_minutes if max_minutes else None
 
     def elapsed_s(self) -> float:
-        return time.monotonic() - self.started
+        return self.now() - self.started
 
     def out_of_time(self) -> bool:
         """This process's view: no time left for another step plus the reserve."""
-        return self.deadline is not None and time.monotonic() + self.reserve_s >= self.deadline
+        return self.deadline is not None and self.now() + self.reserve_s >= self.deadline
 
     def steps_by_deadline(self, step: int) -> float | None:
         """The step count this session's rate reaches by the deadline (less the reserve); None
@@ -107,6 +118,6 @@ class TrainBudget:
         if self.deadline is None or done < RATE_MIN_STEPS:
             return None
         # Re-estimated at every call, so it follows a machine that speeds up or slows down.
-        now = time.monotonic()
+        now = self.now()
         rate = done / max(now - self.started, 1e-6)
         return step + rate * max(0.0, self.deadline - self.reserve_s - now) + 1

@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from common.audio import StftConfig, istft, stft
-from common.budget import TrainBudget
+from common.budget import BUDGET_CLOCKS, TrainBudget
 from common.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -99,7 +98,10 @@ class TrainConfig:
     # 0.999 averages roughly the last 1,000 steps.
     ema_decay: float = 0.0
     patience: int = 10  # early stopping: epochs without val-loss improvement; 0 disables
-    max_minutes: float | None = None  # wall-clock budget of this session
+    max_minutes: float | None = None  # time budget of this session, on `budget_clock`
+    # "wall": wall-clock minutes; "cpu": this process's CPU minutes (all threads), the same
+    # compute for every run on a shared machine (`make bench` compares recipes with it).
+    budget_clock: str = "wall"
     max_steps: int | None = None  # total optimizer steps (counting resumed ones)
     checkpoint_every: int = 5  # periodic epoch_NNN.pt every N epochs; 0 disables
     num_workers: int = 2
@@ -125,6 +127,16 @@ class TrainConfig:
             raise UserError(
                 f"TrainConfig.ema_decay={self.ema_decay}: use 0 (off) or a value in (0, 1), "
                 "e.g. 0.999"
+            )
+        if self.budget_clock not in BUDGET_CLOCKS:
+            raise UserError(
+                f"TrainConfig.budget_clock={self.budget_clock!r}: use one of {tuple(BUDGET_CLOCKS)}"
+            )
+        if self.budget_clock == "cpu" and self.num_workers:
+            # Worker processes' CPU time would not count against the budget.
+            raise UserError(
+                f"TrainConfig.budget_clock='cpu' with num_workers={self.num_workers}: data "
+                "workers' CPU time is not counted; set train.num_workers=0"
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise UserError(f"TrainConfig.max_minutes={self.max_minutes}: must be positive")
@@ -261,7 +273,7 @@ class Trainer:
         self.steps_per_epoch = self._steps_per_epoch()
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
         self.state = TrainState()
-        self.budget = TrainBudget()
+        self.budget = TrainBudget(clock=cfg.budget_clock)
         self.nonfinite_steps = 0
         self.stop_reason: str | None = None
 
@@ -553,7 +565,7 @@ class Trainer:
         return {**entry, **self._train_stats(), **self.validate(), "lr": self._lr()}
 
     def _end_epoch(self) -> None:
-        t0, state = time.monotonic(), self.state
+        t0, state = self.budget.now(), self.state
         entry = self._history_entry()
         monitored = entry.get("val_loss", entry["train_loss"])
         if self.cfg.scheduler == "plateau" and state.step >= self.warmup_steps:
@@ -576,7 +588,7 @@ class Trainer:
         if self.cfg.checkpoint_every and state.epoch % self.cfg.checkpoint_every == 0:
             paths.append(f"epoch_{state.epoch:03d}.pt")
         self._save(paths + ["last.pt"])
-        self.budget.reserve_s = 1.5 * (time.monotonic() - t0)
+        self.budget.reserve_s = 1.5 * (self.budget.now() - t0)
 
     def _save_partial(self) -> None:
         """A budget stopped the epoch: validate for the record, save `last.pt`, and `best.pt`

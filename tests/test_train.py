@@ -194,6 +194,23 @@ def test_the_time_budget_fits_the_steps_to_the_deadline(monkeypatch):
     assert budget.steps_by_deadline(500) is None
 
 
+def test_a_cpu_time_budget_counts_this_process_cpu_not_the_wall(monkeypatch):
+    wall, cpu = [0.0], [0.0]
+    fake = SimpleNamespace(monotonic=lambda: wall[0], process_time=lambda: cpu[0])
+    monkeypatch.setattr(budget_mod, "time", fake)
+    budget = TrainBudget(clock="cpu")
+    budget.start(max_minutes=1.0, step=0)
+    wall[0] += 100  # a busy machine: 100 s went by, but this process ran for 30 of them
+    cpu[0] += 30
+    assert budget.elapsed_s() == 30 and not budget.out_of_time()
+    cpu[0] += 30
+    assert budget.out_of_time()
+    with pytest.raises(UserError, match="budget_clock='cpu' with num_workers=2"):
+        TrainConfig(budget_clock="cpu", num_workers=2)
+    with pytest.raises(UserError, match="budget_clock='gpu': use one of"):
+        TrainConfig(budget_clock="gpu")
+
+
 def test_the_optimizer_is_a_setting_stored_and_checked_on_resume(tmp_path):
     with pytest.raises(UserError, match=r"optimizer='sgd': use one of \('adam', 'adamw'\)"):
         TrainConfig(optimizer="sgd")
