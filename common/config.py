@@ -47,6 +47,7 @@ class DataConfig:
     mix_items: int = 2000  # mix: mixtures per epoch
     snr_db: tuple[float, float] = (5.0, 20.0)  # mix
     exclude_noncommercial: bool = False  # mix: leave out sources a shipped model may not use
+    babble_prob: float = 0.0  # mix: share of training mixtures with babble (other talkers) as noise
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:

@@ -59,8 +59,18 @@ class MixConfig:
     level_db: tuple[float, float] = (-35.0, -15.0)  # RMS of the mixture, dBFS
     segment_seconds: float = 3.0
     seed: int = 0
+    # Training only: the share of mixtures whose noise is babble, several other talkers of the
+    # training speech summed (speech-like noise, the hardest kind, absent from the noise folders).
+    babble_prob: float = 0.0
+    babble_talkers: tuple[int, int] = (3, 6)  # fewest, most talkers in one babble
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.babble_prob <= 1.0:
+            raise UserError(f"MixConfig.babble_prob={self.babble_prob}: use a value in 0..1")
+        if not 2 <= self.babble_talkers[0] <= self.babble_talkers[1]:
+            raise UserError(
+                f"MixConfig.babble_talkers={self.babble_talkers}: need 2 <= fewest <= most"
+            )
         for name in ("snr_db", "level_db"):
             low, high = getattr(self, name)
             if low > high:
@@ -119,6 +129,7 @@ class MixItem:
     noise_file: Path
     snr_db: float
     level_db: float
+    babble_files: list[Path] = field(default_factory=list)  # when the noise is babble
 
 
 class MixingDataset(torch.utils.data.Dataset):
@@ -212,9 +223,26 @@ class MixingDataset(torch.utils.data.Dataset):
         snr = float(rng.uniform(*self.cfg.snr_db))
         level = float(rng.uniform(*self.cfg.level_db))
         speech_file, speech = self._draw(rng, self.speech, self.speech_frames, loop=False)
+        # No extra draw without babble: the items of earlier runs stay exactly as they were.
+        babble = self.train and self.cfg.babble_prob > 0 and rng.random() < self.cfg.babble_prob
         noise_file, noise = self._draw(rng, self.noise, self.noise_frames, loop=True)
+        talkers: list[Path] = []
+        if babble:
+            noise, talkers = self._babble(rng)
+            noise_file = talkers[0]
         noisy, clean, _ = mix_at_snr(speech, noise, snr, level)
-        return MixItem(noisy, clean, speech_file, noise_file, snr, level)
+        return MixItem(noisy, clean, speech_file, noise_file, snr, level, talkers)
+
+    def _babble(self, rng: np.random.Generator) -> tuple[np.ndarray, list[Path]]:
+        """Several talkers of this split's speech at equal level, summed (looped when short)."""
+        low, high = self.cfg.babble_talkers
+        total = np.zeros(self.segment, dtype=np.float64)
+        files = []
+        for _ in range(int(rng.integers(low, high + 1))):
+            path, wav = self._draw(rng, self.speech, self.speech_frames, loop=True)
+            total += wav / max(_rms(wav), SILENCE_RMS)
+            files.append(path)
+        return total.astype(np.float32), files
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.mix_item(index)

@@ -153,7 +153,12 @@ def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
     if not need_train:
         return RunData(None, None, test, info)
     splits = real_corpus_splits(root, seed=seed, exclude_noncommercial=d.exclude_noncommercial)
-    mix = MixConfig(snr_db=tuple(d.snr_db), segment_seconds=d.segment_seconds, seed=seed)
+    mix = MixConfig(
+        snr_db=tuple(d.snr_db),
+        segment_seconds=d.segment_seconds,
+        seed=seed,
+        babble_prob=d.babble_prob,
+    )
     train_set = MixingDataset(splits["train"].speech, splits["train"].noise, mix, True, d.mix_items)
     n_val = max(cfg.train.batch_size, d.mix_items // 20)
     val_set = MixingDataset(splits["val"].speech, splits["val"].noise, mix, False, n_val)

@@ -21,7 +21,7 @@ def test_quality_table_scores_every_system_on_the_same_files(shared_data):
     # SI-SDR ignores the level; a broken pairing or a swapped signal would not.
     assert rows["half level"]["si_sdr"] == pytest.approx(rows["noisy"]["si_sdr"], abs=1e-3)
     table = markdown(quality, {"identity": {"steps": 12, "train_seconds": 90.0}})
-    assert "| identity | " in table and "12 steps in 1.5 min" in table
+    assert "| identity | " in table and "12 steps in 1.5 CPU min" in table
 
 
 @pytest.mark.shared_data

@@ -91,6 +91,25 @@ def test_items_reproducible_and_new_each_training_epoch(corpus):
     np.testing.assert_array_equal(evaluation[1][0].numpy(), first)
 
 
+def test_babble_is_other_talkers_of_the_split_and_only_in_training(corpus):
+    split = real_corpus_splits(corpus)["train"]
+    cfg = MixConfig(seed=1, babble_prob=0.5, babble_talkers=(3, 4))
+    dataset = MixingDataset(split.speech, split.noise, cfg, length=40)
+    items = [dataset.mix_item(i) for i in range(40)]
+    babble = [it for it in items if it.babble_files]
+    assert 8 <= len(babble) <= 32  # about half
+    for it in babble:
+        assert 3 <= len(it.babble_files) <= 4 and set(it.babble_files) <= set(split.speech)
+        assert measured_snr(it.noisy, it.clean) == pytest.approx(it.snr_db, abs=0.01)
+    again = MixingDataset(split.speech, split.noise, cfg, length=40)
+    np.testing.assert_array_equal(again.mix_item(7).noisy, items[7].noisy)
+    # Validation and test mixtures never get babble.
+    evaluation = MixingDataset(split.speech, split.noise, cfg, train=False, length=20)
+    assert not any(evaluation.mix_item(i).babble_files for i in range(20))
+    with pytest.raises(UserError, match="babble_prob=1.5"):
+        MixConfig(babble_prob=1.5)
+
+
 def test_short_speech_is_padded_and_short_noise_looped(tmp_path):
     t = np.arange(SR // 2) / SR
     speech = write_wav(tmp_path / "s.wav", 0.3 * np.sin(2 * np.pi * 200 * t))
