@@ -216,20 +216,31 @@ class RealSpecWrapper(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        saved = torch.complex, torch.view_as_complex, torch.polar
-        torch.complex, torch.view_as_complex = _traced_complex, _traced_complex
-        torch.polar = lambda mag, phase: TracedComplex(
-            mag * torch.cos(phase), mag * torch.sin(phase)
-        )
-        try:
+        with complex_stand_in():
             out = self.model(TracedComplex(x[:, 0], x[:, 1]))
-        finally:
-            torch.complex, torch.view_as_complex, torch.polar = saved
-        if isinstance(out, torch.Tensor) and out.is_complex():
-            out = TracedComplex(out.real, out.imag)
-        if not isinstance(out, TracedComplex):
-            raise UserError("ONNX export: the model must return the enhanced complex spectrum")
-        return torch.stack((out.re, out.im), dim=1)
+        return real_imag(out)
+
+
+@contextlib.contextmanager
+def complex_stand_in():
+    """While tracing: complex tensors the model builds itself (torch.complex, view_as_complex,
+    polar) become `TracedComplex` pairs of real tensors."""
+    saved = torch.complex, torch.view_as_complex, torch.polar
+    torch.complex, torch.view_as_complex = _traced_complex, _traced_complex
+    torch.polar = lambda mag, phase: TracedComplex(mag * torch.cos(phase), mag * torch.sin(phase))
+    try:
+        yield
+    finally:
+        torch.complex, torch.view_as_complex, torch.polar = saved
+
+
+def real_imag(out: object) -> torch.Tensor:
+    """A model's complex output (tensor or stand-in) as (B, 2, F, T) real/imag."""
+    if isinstance(out, torch.Tensor) and out.is_complex():
+        out = TracedComplex(out.real, out.imag)
+    if not isinstance(out, TracedComplex):
+        raise UserError("ONNX export: the model must return the enhanced complex spectrum")
+    return torch.stack((out.re, out.im), dim=1)
 
 
 def complex_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,9 @@ class StreamingEnhancer:
         n_fft, hop = stft.n_fft, stft.hop_length
         self.model = model.eval()
         self.stft = stft
-        self.device = next(model.parameters()).device
+        # A PyTorch model runs where its weights are; an ONNX step (common.onnx_stream) on CPU.
+        params = model.parameters() if isinstance(model, nn.Module) else iter(())
+        self.device = next(params, torch.zeros(0)).device
         self.window = _padded_window(stft).to(self.device)
         self.latency_samples = n_fft - hop
         # Offline frame 0 is centred on sample 0; the stream's first frames end earlier and

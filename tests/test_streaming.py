@@ -4,6 +4,8 @@ from the first sample to the last, on signals as they come (no added silence).""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,3 +136,32 @@ def test_streaming_backend_keeps_stereo_with_each_channel_its_own() -> None:
     assert out.shape == (len(left), 2)
     mono = Enhancer(StreamingBackend(model, cfg)).enhance(right, 16000)
     np.testing.assert_allclose(out[:, 1], mono, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [StftConfig(), StftConfig(n_fft=192, hop_length=96)])
+def test_the_streaming_onnx_export_equals_the_pytorch_stream(cfg: StftConfig, tmp_path) -> None:
+    from train_helpers import save_model_checkpoint
+
+    from common.onnx_stream import load_onnx_stream
+
+    model = random_lite(cfg)
+    ckpt = save_model_checkpoint(tmp_path / "lite.pt", model, stft=cfg)
+    out = tmp_path / "stream.onnx"
+    cmd = ["-m", "common", "export", "--ckpt", str(ckpt), "--out", str(out), "--streaming"]
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "streaming" in done.stdout and out.is_file()
+    wav = synthetic_speech(1.0)
+    expected = StreamingEnhancer(model, cfg).process_signal(wav)
+    stream = load_onnx_stream(out)
+    assert stream.latency_samples == cfg.n_fft - cfg.hop_length
+    np.testing.assert_allclose(stream.process_signal(wav), expected, atol=1e-5)
+    # A stateless export is not a stream; the error names the command that makes one.
+    stateless = tmp_path / "offline.onnx"
+    subprocess.run(
+        [sys.executable, "-m", "common", "export", "--ckpt", str(ckpt), "--out", str(stateless)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(UserError, match="not a streaming export.*--streaming"):
+        load_onnx_stream(stateless)
