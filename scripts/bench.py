@@ -1,16 +1,20 @@
-"""`make bench`: size, speed and quality of every model, measured in one run on this machine.
+"""`make bench`: size, speed and quality, measured in one run on this machine.
 
-1. Speed (one thread): parameters, MACs per second of audio, offline RTF on 10 s, training
-   throughput (3 s clips, batch 8), and for `lite` the streaming per-hop compute at the default
-   and the low-latency STFT.
-2. Evaluation throughput: `evaluate_pairs` on 105 pairs of 3 s (scripts.bench_eval).
-3. Quality (scripts.bench_quality): crn, transformer, dpt, lite and low-latency lite trained for
-   the same CPU budget, plus noisy, `noisereduce` and the shipped checkpoint, on held-out sets.
+1. Speed of every architecture (one thread): parameters, MACs per second of audio, offline RTF
+   on 10 s, training throughput (3 s clips, batch 8).
+2. Speed of every shipped checkpoint (checkpoints/*.pt) and of the low-latency recipe: streaming
+   per-hop compute, in PyTorch and through its streaming ONNX export, and the total latency
+   (window + per-hop p99); then `enhance` on a folder of 30 minutes of speech, start-up included
+   (scripts.bench_enhance).
+3. Evaluation throughput: `evaluate_pairs` on 105 pairs of 3 s (scripts.bench_eval).
+4. Quality (scripts.bench_quality): the previous and the new `lite` recipe and the low-latency
+   one, each trained for the same CPU budget, plus noisy, `noisereduce` and the shipped
+   checkpoints, on held-out sets.
 
 Writes build/bench/results.json and prints Markdown tables. Times are from this machine at this
 moment (shared, noisy): compare the ratios within one run, not absolute numbers across runs.
 
-    python -m scripts.bench [--budget-minutes 3] [--ckpt checkpoints/lite-dev.pt] [--data DIR]
+    python -m scripts.bench [--budget-minutes 30] [--data DIR] [--contenders lite lite-v2 ...]
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common.audio import StftConfig, istft, stft
+from common.config import load_recipe
+from common.enhance import load_model
 from common.losses import EnhancementLoss, LossConfig
 from common.models import build_model, count_parameters, model_names
-from common.models.lite import LOW_LATENCY_STFT, LiteConfig
-from common.streaming import StreamingEnhancer
-from scripts import bench_quality
+from common.onnx_stream import OnnxStreamStep, export_streaming_onnx
+from common.run import model_settings
+from common.streaming import StreamingEnhancer, algorithmic_latency_ms
+from scripts import bench_enhance, bench_quality
 from scripts.bench_eval import time_evaluation
 
 SR = 16000
+LOW_LATENCY_RECIPE = "lite-v2-low-latency"
 
 
 def macs_per_second(model: torch.nn.Module, cfg: StftConfig) -> float:
@@ -83,9 +91,8 @@ def train_throughput(
     return steps * batch / (time.perf_counter() - start)
 
 
-def streaming_hop_ms(
-    model: torch.nn.Module, cfg: StftConfig, hops: int = 400
-) -> tuple[float, float]:
+def streaming_hop_ms(model: object, cfg: StftConfig, hops: int = 2000) -> tuple[float, float]:
+    """Median and 99th percentile of one hop through `StreamingEnhancer`, in ms."""
     streamer = StreamingEnhancer(model, cfg)
     hop = np.random.default_rng(0).standard_normal(cfg.hop_length).astype(np.float32) * 0.1
     times = []
@@ -94,25 +101,74 @@ def streaming_hop_ms(
             start = time.perf_counter()
             streamer.process(hop)
             times.append((time.perf_counter() - start) * 1000)
-    times = np.array(times[20:])
+    times = np.array(times[100:])
     return float(np.median(times)), float(np.percentile(times, 99))
+
+
+def stream_speed(label: str, model: torch.nn.Module, cfg: StftConfig, work: Path) -> dict:
+    """Size and per-hop compute of a causal model, in PyTorch and as a streaming ONNX export."""
+    onnx = export_streaming_onnx(model, cfg, work / f"{label.replace(' ', '_')}.stream.onnx")
+    torch_p50, torch_p99 = streaming_hop_ms(model, cfg)
+    onnx_p50, onnx_p99 = streaming_hop_ms(OnnxStreamStep(onnx), cfg)
+    return {
+        "label": label,
+        "params": count_parameters(model),
+        "gmacs_per_s": macs_per_second(model, cfg) / 1e9,
+        "stft": cfg.to_dict(),
+        "window_ms": cfg.window_ms,
+        "hop_ms": 1000 * cfg.hop_length / cfg.sample_rate,
+        "torch_hop_ms": [torch_p50, torch_p99],
+        "onnx_hop_ms": [onnx_p50, onnx_p99],
+        "total_latency_ms": algorithmic_latency_ms(cfg) + onnx_p99,
+    }
+
+
+def shipped_speed(shipped: list[Path], low_latency_recipe: str, work: Path) -> list[dict]:
+    rows = []
+    for ckpt in shipped:
+        model, cfg = load_model(ckpt)
+        rows.append(stream_speed(ckpt.name, model, cfg, work))
+    recipe = load_recipe(low_latency_recipe)
+    model = build_model(recipe.model.name, **model_settings(recipe)).eval()
+    rows.append(stream_speed(f"recipe {low_latency_recipe}", model, recipe.stft, work))
+    return rows
+
+
+def stream_table(rows: list[dict]) -> str:
+    lines = [
+        "\n| model | params | G MACs/s | window / hop ms | hop compute p50 / p99 ms, PyTorch "
+        "| same, ONNX stream | total latency ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t, o = r["torch_hop_ms"], r["onnx_hop_ms"]
+        lines.append(
+            f"| {r['label']} | {r['params']:,} | {r['gmacs_per_s']:.3f} | {r['window_ms']:g} / "
+            f"{r['hop_ms']:g} | {t[0]:.2f} / {t[1]:.2f} | {o[0]:.2f} / {o[1]:.2f} | "
+            f"{r['total_latency_ms']:.1f} |"
+        )
+    lines.append("total latency: window (no look-ahead) + the ONNX stream's per-hop p99")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--ckpt", type=Path, default=Path("checkpoints/lite-dev.pt"))
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
     ap.add_argument("--train-steps", type=int, default=2, help="timed steps per model")
     ap.add_argument(
-        "--budget-minutes",
-        type=float,
-        default=3.0,
-        help="CPU training budget per model for the quality table (5 runs)",
+        "--budget-minutes", type=float, default=30.0, help="CPU minutes of training per recipe"
     )
+    ap.add_argument(
+        "--contenders", nargs="+", metavar="RECIPE", default=bench_quality.DEFAULT_CONTENDERS
+    )
+    ap.add_argument("--low-latency", default=LOW_LATENCY_RECIPE, metavar="RECIPE")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trainings at a time")
+    ap.add_argument("--retrain", action="store_true", help="do not reuse finished runs")
     args = ap.parse_args(argv)
+    shipped = bench_quality.shipped_checkpoints()
     torch.set_num_threads(1)  # the targets are single-thread numbers
     torch.manual_seed(0)
     cfg = StftConfig()
@@ -126,59 +182,48 @@ def main(argv: list[str] | None = None) -> int:
             "rtf_1thread": offline_rtf(model, cfg),
             "train_clips_per_s": train_throughput(model, cfg, args.train_steps),
         }
-        if name == "lite":
-            row["hop_ms_p50"], row["hop_ms_p99"] = streaming_hop_ms(model, cfg)
-            low = LOW_LATENCY_STFT
-            low_model = build_model("lite", **vars(LiteConfig.low_latency())).eval()
-            p50, p99 = streaming_hop_ms(low_model, low)
-            row["low_latency"] = {
-                "stft": low.to_dict(),
-                "window_ms": low.window_ms,
-                "hop_ms_p99": p99,
-                "total_latency_ms": low.window_ms + p99,
-            }
         rows.append(row)
-        print(
-            f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'low_latency'})}",
-            flush=True,
-        )
+        print(f"{name}: {json.dumps(row)}", flush=True)
     dpt = next(r for r in rows if r["model"] == "dpt")
     lite = next(r for r in rows if r["model"] == "lite")
     ratios = {
         "lite_vs_dpt_train_throughput": lite["train_clips_per_s"] / dpt["train_clips_per_s"],
         "lite_vs_dpt_rtf": dpt["rtf_1thread"] / lite["rtf_1thread"],
     }
-    results: dict = {"speed": rows, "ratios": ratios}
+    args.out.mkdir(parents=True, exist_ok=True)
+    streams = shipped_speed(shipped, args.low_latency, args.out)
+    results: dict = {"speed": rows, "ratios": ratios, "streaming": streams}
     have_data = (args.data / "speech").is_dir()
     if have_data:
+        if shipped:
+            results["enhance_folder"] = bench_enhance.bench_enhance(
+                shipped[-1], args.data, args.out / "enhance"
+            )
         results["evaluation_105_pairs"] = time_evaluation(args.data)
         # Training runs in subprocesses; scoring enhances the test sets on every core.
         torch.set_num_threads(os.cpu_count() or 1)
-        results["quality"] = bench_quality.run(args.data, args.out, args.budget_minutes, args.ckpt)
+        results["quality"] = bench_quality.run(
+            args.data, args.out, args.budget_minutes, shipped, args.contenders, args.jobs,
+            args.retrain,
+        )  # fmt: skip
     else:
         print(f"evaluation and quality skipped: {args.data}/speech is missing (set --data)")
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
-    print(
-        "\n| model | params | G MACs/s | RTF (1 thread) | train 3 s clips/s | stream hop p50 / p99 ms |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| model | params | G MACs/s | RTF (1 thread) | train 3 s clips/s |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        hop = f"{r['hop_ms_p50']:.2f} / {r['hop_ms_p99']:.2f}" if "hop_ms_p50" in r else "-"
         print(
             f"| {r['model']} | {r['params']:,} | {r['gmacs_per_s']:.3f} | {r['rtf_1thread']:.4f} | "
-            f"{r['train_clips_per_s']:.2f} | {hop} |"
+            f"{r['train_clips_per_s']:.2f} |"
         )
-    low = lite["low_latency"]
     print(
         f"\nlite vs dpt: training throughput x{ratios['lite_vs_dpt_train_throughput']:.1f}, "
         f"offline speed x{ratios['lite_vs_dpt_rtf']:.1f}"
     )
-    print(
-        f"low-latency STFT {low['stft']['n_fft']}/{low['stft']['hop_length']}: window {low['window_ms']:.1f} ms"
-        f" + hop compute p99 {low['hop_ms_p99']:.2f} ms = {low['total_latency_ms']:.1f} ms"
-    )
+    print(stream_table(streams))
+    if "enhance_folder" in results:
+        print(bench_enhance.markdown(results["enhance_folder"]))
     for r in results.get("evaluation_105_pairs", []):
         print(
             f"evaluate_pairs, {r['files']} pairs ({r['signals']}), {r['workers']} worker(s): "
@@ -186,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "quality" in results:
         q = results["quality"]
-        print(f"\nquality after {q['budget_minutes']:g} min of CPU training per model:")
+        print(f"\nquality after {q['budget_minutes']:g} CPU minutes of training per recipe:")
         print(bench_quality.markdown(q["sets"], q["trained"]))
     print(f"\nwrote {args.out / 'results.json'}")
     return 0
