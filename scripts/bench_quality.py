@@ -78,7 +78,8 @@ def contender(recipe: str) -> Contender:
 
 
 def run_dir_of(c: Contender, out: Path) -> Path:
-    return out / "runs" / c.recipe
+    # A recipe given as a path (`--contenders my/exp.toml`) is named by its file.
+    return out / "runs" / Path(c.recipe).name.removesuffix(".toml")
 
 
 def train_command(c: Contender, data: Path, out: Path, minutes: float) -> list[str]:
@@ -99,7 +100,7 @@ def train_under_budget(
     done = json.loads(record.read_text()) if record.is_file() else {}
     if retrain or done.get("command") != cmd or not (run_dir / "last.pt").is_file():
         print(f"== training {c.label} ({c.recipe}) for {minutes:g} CPU min", flush=True)
-        log = out / "runs" / f"{c.recipe}.log"
+        log = run_dir.with_name(run_dir.name + ".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         start = time.monotonic()

@@ -1,5 +1,7 @@
 """`make bench` plumbing: every system is scored on the same files, and the table shows them all."""
 
+from pathlib import Path
+
 import pytest
 
 
@@ -38,3 +40,48 @@ def test_the_training_step_profile_accounts_for_the_whole_step(shared_data, tmp_
     assert main(["--steps", "1", "--data", str(shared_data), "--work", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out
     assert "| total |" in out and "bf16 autocast / fp32 step time:" in out
+
+
+def test_a_finished_bench_run_of_the_same_command_is_reused(tmp_path, capsys):
+    from scripts.bench_quality import Contender, train_under_budget
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(
+        '[data]\nsource = "synthetic"\nsegment_seconds = 1.0\n[model]\nname = "lite"\n'
+        "[train]\nepochs = 1\nbatch_size = 2\n"
+    )
+    c = Contender("tiny", str(recipe))
+    out = tmp_path / "bench"
+    first = train_under_budget(c, tmp_path, out, minutes=0.05)
+    assert first["steps"] > 0 and Path(first["ckpt"]).is_file()
+    again = train_under_budget(c, tmp_path, out, minutes=0.05)
+    assert "reusing the finished run" in capsys.readouterr().out
+    assert again == first
+    # Another budget is another command: trained again, never mixed up with the first.
+    other = train_under_budget(c, tmp_path, out, minutes=0.06)
+    assert "training tiny" in capsys.readouterr().out and other["wall_seconds"] > 0
+
+
+@pytest.mark.shared_data
+def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+    from train_helpers import save_model_checkpoint
+
+    from common.models import build_model
+
+    torch.manual_seed(0)
+    ckpt = save_model_checkpoint(tmp_path / "lite.pt", build_model("lite"))
+    cmd = ["-m", "scripts.bench_enhance", "--ckpt", str(ckpt), "--data", str(shared_data)]
+    cmd += ["--work", str(tmp_path / "work"), "--minutes", "0.1"]
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, check=True)
+    assert "| PyTorch (--ckpt) |" in done.stdout and "| onnxruntime (--onnx) |" in done.stdout
+    # The folder links the speech files (nothing copied) and every one was enhanced.
+    folder = tmp_path / "work" / "speech0.1min"
+    links = sorted(folder.iterdir())
+    assert links and all(p.is_symlink() for p in links)
+    assert sorted(p.name for p in (tmp_path / "work" / "enhanced").iterdir()) == [
+        p.name for p in links
+    ]
