@@ -12,7 +12,7 @@ NOTEBOOKS := $(sort $(basename $(notdir $(wildcard recipes/*.toml))) \
 KAGGLE_OPS := push status wait pull resume
 POLL ?= 15
 SHARED_DATA ?= ../shared/data
-BUDGET ?= 3
+BUDGET ?= 30
 
 .PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
         $(foreach op,$(KAGGLE_OPS),$(addprefix $(op)-,$(NOTEBOOKS)))
@@ -46,7 +46,8 @@ build: setup
 smoke: setup
 	$(PY) -m builders.smoke
 
-# Size, speed and quality of every model in one run (~30 min); BUDGET: training minutes per model.
+# Size, speed and quality in one run. BUDGET: CPU minutes of training per recipe (3 recipes, one
+# thread each, side by side: about 50 min at 30); finished runs in build/bench/runs are reused.
 bench: setup
 	$(PY) -m scripts.bench --budget-minutes $(BUDGET) --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_export --ckpt checkpoints/lite-dev.pt --data $(SHARED_DATA)
