@@ -192,9 +192,14 @@ def run_training(
     )
     # Training gets what is left of the session less the evaluation's reserve.
     minutes = env.budget.training_minutes(eval_reserve_minutes(cfg, session))
-    if cfg.train.max_minutes is not None:
-        minutes = min(minutes, cfg.train.max_minutes)
-    cfg = replace(cfg, train=replace(cfg.train, max_minutes=round(minutes, 3)))
+    clock = cfg.train.budget_clock
+    if cfg.train.max_minutes is not None and cfg.train.max_minutes <= minutes:
+        minutes = cfg.train.max_minutes  # the recipe's own budget, on its own clock
+    else:
+        # The session's wall clock binds: a CPU-time budget could outlast it (a process waiting
+        # on a GPU uses less CPU time than wall time) and Kaggle would stop the session first.
+        clock = "wall"
+    cfg = replace(cfg, train=replace(cfg.train, max_minutes=round(minutes, 3), budget_clock=clock))
     print(f"training budget: {minutes:.1f} min")
     start = time.time()
     train(cfg, data, out_dir, resume, env.nproc)

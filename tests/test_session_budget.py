@@ -49,13 +49,17 @@ def test_without_the_marker_the_kernel_process_start_is_used(monkeypatch):
     assert started <= time.time() and time.time() - started < 24 * 3600
 
 
+def rest(env, session) -> tuple:
+    return experiment.RunData(None, None, []), env, session
+
+
 def test_the_notebook_parameters_set_the_training_budget(monkeypatch, tmp_path):
     monkeypatch.setenv(NOTEBOOK_STARTED_ENV, repr(time.time() - 30 * 60))
     monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env([T4]))
     seen = {}
 
     def fake_train(cfg, data, out, resume, nproc):
-        seen["minutes"] = cfg.train.max_minutes
+        seen["minutes"], seen["clock"] = cfg.train.max_minutes, cfg.train.budget_clock
         (out / "history.json").write_text('{"stop_reason": "max_minutes"}')
 
     monkeypatch.setattr(experiment, "train", fake_train)
@@ -69,6 +73,12 @@ def test_the_notebook_parameters_set_the_training_budget(monkeypatch, tmp_path):
     short = config(train__device="cpu", train__max_minutes=5)
     experiment.run_training(short, experiment.RunData(None, None, []), env, session)
     assert seen["minutes"] == 5
+    # A CPU-time budget is kept when it fits; when the session binds, its wall clock counts.
+    cpu = dict(train__device="cpu", train__budget_clock="cpu", train__num_workers=0)
+    experiment.run_training(config(**cpu, train__max_minutes=5), *rest(env, session))
+    assert (seen["minutes"], seen["clock"]) == (5, "cpu")
+    experiment.run_training(config(**cpu, train__max_minutes=120), *rest(env, session))
+    assert 67.9 < seen["minutes"] <= 68.0 and seen["clock"] == "wall"
 
 
 @pytest.mark.parametrize("gpus", [[P100], []], ids=["unsupported-gpu", "no-gpu"])
