@@ -84,7 +84,7 @@ def run_dir_of(c: Contender, out: Path) -> Path:
 
 def train_command(c: Contender, data: Path, out: Path, minutes: float) -> list[str]:
     return [
-        "-m", "common", "train", "--recipe", c.recipe, "--data-root", str(data),
+        "-m", "common", "train", "--recipe", c.recipe, "--data-root", str(data.resolve()),
         "--out", str(run_dir_of(c, out)), "--overwrite", "--max-minutes", f"{minutes:g}",
         *BUDGET_OVERRIDES,
     ]  # fmt: skip
