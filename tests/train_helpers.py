@@ -131,3 +131,10 @@ def assert_trained_with(cfg, ckpt_path) -> None:
         cfg.data.mix_items,
         cfg.data.exclude_noncommercial,
     )
+    # Newer checkpoints hold the whole RunConfig: every data setting must agree (babble, crops),
+    # except where the data lived on that machine.
+    stored = ckpt.get("run_config", {}).get("data")
+    if stored:
+        for key, value in values["data"].items():
+            if key not in ("root", "work_dir"):
+                assert stored.get(key, value) == value, f"data.{key}"
