@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import load_audio
+from common.config import config_dict, load_recipe
 from common.metrics import METRIC_NAMES, EvalItem, evaluate_pairs
 from common.mixing import make_testset
 from scripts.bench_export import pair_folders, pairs_of
@@ -90,15 +91,25 @@ def train_command(c: Contender, data: Path, out: Path, minutes: float) -> list[s
     ]  # fmt: skip
 
 
+def recipe_settings(recipe: str) -> dict:
+    """What the recipe sets, as plain values: an edited recipe is another run, not a reused one
+    (its description and Kaggle title do not count)."""
+    values = config_dict(load_recipe(recipe))
+    values.pop("description", None)
+    return values
+
+
 def train_under_budget(
     c: Contender, data: Path, out: Path, minutes: float, retrain: bool = False
 ) -> dict:
     """Run the training command for `c` on one thread (or reuse its finished run)."""
     run_dir = run_dir_of(c, out)
     cmd = train_command(c, data, out, minutes)
+    recipe = recipe_settings(c.recipe)
     record = run_dir / "bench-run.json"
     done = json.loads(record.read_text()) if record.is_file() else {}
-    if retrain or done.get("command") != cmd or not (run_dir / "last.pt").is_file():
+    same = done.get("command") == cmd and done.get("recipe") == recipe
+    if retrain or not same or not (run_dir / "last.pt").is_file():
         print(f"== training {c.label} ({c.recipe}) for {minutes:g} CPU min", flush=True)
         log = run_dir.with_name(run_dir.name + ".log")
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +121,7 @@ def train_under_budget(
             )
         if proc.returncode:
             raise SystemExit(f"training {c.recipe} failed (exit {proc.returncode}); see {log}")
-        done = {"command": cmd, "wall_seconds": time.monotonic() - start}
+        done = {"command": cmd, "recipe": recipe, "wall_seconds": time.monotonic() - start}
         record.write_text(json.dumps(done, indent=2))
     else:
         print(f"== {c.label}: reusing the finished run in {run_dir}", flush=True)

@@ -60,6 +60,10 @@ def test_a_finished_bench_run_of_the_same_command_is_reused(tmp_path, capsys):
     # Another budget is another command: trained again, never mixed up with the first.
     other = train_under_budget(c, tmp_path, out, minutes=0.06)
     assert "training tiny" in capsys.readouterr().out and other["wall_seconds"] > 0
+    # An edited recipe is another run too, under the same command.
+    recipe.write_text(recipe.read_text().replace("segment_seconds = 1.0", "segment_seconds = 0.5"))
+    train_under_budget(c, tmp_path, out, minutes=0.06)
+    assert "training tiny" in capsys.readouterr().out
 
 
 @pytest.mark.shared_data
