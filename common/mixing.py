@@ -225,6 +225,8 @@ class MixingDataset(torch.utils.data.Dataset):
         speech_file, speech = self._draw(rng, self.speech, self.speech_frames, loop=False)
         # No extra draw without babble: the items of earlier runs stay exactly as they were.
         babble = self.train and self.cfg.babble_prob > 0 and rng.random() < self.cfg.babble_prob
+        # Drawn even when babble replaces it, so that the talkers come from the same stream of
+        # random numbers whatever the noise folder holds (one short read per babble item).
         noise_file, noise = self._draw(rng, self.noise, self.noise_frames, loop=True)
         talkers: list[Path] = []
         if babble:
