@@ -47,7 +47,7 @@ smoke: setup
 	$(PY) -m builders.smoke
 
 # Size, speed and quality in one run. BUDGET: CPU minutes of training per recipe (3 recipes, one
-# thread each, side by side: about 50 min at 30); finished runs in build/bench/runs are reused.
+# thread each, two side by side: about an hour at 30); finished runs in build/bench/runs are reused.
 bench: setup
 	$(PY) -m scripts.bench --budget-minutes $(BUDGET) --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_export --ckpt checkpoints/lite-dev.pt --data $(SHARED_DATA)
