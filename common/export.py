@@ -249,7 +249,7 @@ def complex_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack((out.real, out.imag), dim=1)
 
 
-def _model_metadata(model: nn.Module, stft_cfg: StftConfig, precision: str) -> dict[str, str]:
+def model_metadata(model: nn.Module, stft_cfg: StftConfig, precision: str) -> dict[str, str]:
     try:
         from common.models import model_config_dict
 
@@ -268,7 +268,7 @@ def _model_metadata(model: nn.Module, stft_cfg: StftConfig, precision: str) -> d
     }
 
 
-def _set_metadata(path: Path, meta: dict[str, str]) -> None:
+def set_metadata(path: Path, meta: dict[str, str]) -> None:
     import onnx
 
     proto = onnx.load(str(path))
@@ -362,7 +362,7 @@ def export_onnx(
                 quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
             finally:
                 logging.disable(logging.NOTSET)
-        _set_metadata(final, _model_metadata(model, stft_cfg, "int8" if int8 else "fp32"))
+        set_metadata(final, model_metadata(model, stft_cfg, "int8" if int8 else "fp32"))
         # Renamed into place whole: a kill never leaves a half-written model under `out`.
         with open(final, "rb") as src:
             write_atomically(out, lambda f: shutil.copyfileobj(src, f), overwrite=True)

@@ -35,11 +35,11 @@ from common.export import (
     ONNX_FORMAT,
     ONNX_OPSET,
     TracedComplex,
-    _model_metadata,
-    _set_metadata,
     complex_stand_in,
+    model_metadata,
     onnx_session,
     real_imag,
+    set_metadata,
 )
 from common.streaming import StreamingEnhancer, check_streamable
 
@@ -98,12 +98,12 @@ def export_streaming_onnx(
                 )
         finally:
             logging.disable(logging.NOTSET)
-        meta = _model_metadata(model, stft_cfg, "fp32")
+        meta = model_metadata(model, stft_cfg, "fp32")
         meta.update(
             streaming="true",
             input=f"{FRAME_INPUT}: (1, 2 [real, imag], freq, 1 frame), then the state",
         )
-        _set_metadata(path, meta)
+        set_metadata(path, meta)
         _check_stream(wrapper.model, path, stft_cfg.n_freq)
         with open(path, "rb") as src:
             write_atomically(out, lambda f: shutil.copyfileobj(src, f), overwrite=True)
