@@ -4,7 +4,7 @@ The folder is made of links to speech files of ../shared/data (nothing is copied
 `python -m common enhance` in a fresh process (imports, model loading, reading, writing all
 count), once with the checkpoint (PyTorch) and once with its ONNX export (onnxruntime).
 
-    python -m scripts.bench_enhance [--ckpt checkpoints/lite-v2.pt] [--minutes 30]
+    python -m scripts.bench_enhance [--ckpt checkpoints/lite-dev.pt] [--minutes 30]
 """
 
 from __future__ import annotations
