@@ -63,6 +63,7 @@ class SmokeConfig:
     n_train_files: int = 8
     n_test_files: int = 3
     cell_timeout_s: int = 240
+    device: str = "cpu"  # train.device: "cuda" runs the notebooks on a GPU (fp16 autocast)
 
 
 @dataclass
@@ -224,7 +225,7 @@ def smoke_parameters(
         "data.work_dir": str(work_dir),
         "data.max_test_pairs": cfg.max_test_pairs,
         "evaluate.eval_seconds": cfg.eval_seconds,
-        "train.device": "cpu",
+        "train.device": cfg.device,
     }
     declared = declared_parameters(notebook)
     if "recipe" in declared:  # the training notebook
@@ -453,10 +454,16 @@ def run_smoke(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builders.smoke", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help="notebooks to run (default: all)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the notebooks train and enhance (cuda: a GPU with fp16 autocast)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        results = run_smoke(args.names or smoke_names())
+        results = run_smoke(args.names or smoke_names(), cfg=SmokeConfig(device=args.device))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

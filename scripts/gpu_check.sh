@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Issue 15's GPU check, one run on a lent GPU machine (about 9 minutes):
+#   1. every model's training throughput on the GPU (scripts.bench_gpu);
+#   2. three trainings side by side on real mixtures, MINUTES each (wall clock), the data being
+#      this machine's training split (scripts.gpu_data): lite-v2 at batch 16 and at batch 64, and
+#      lite-v2-low-latency at batch 64 (the 12 ms model against the default at equal budget);
+#   3. while they train, the built `lite` notebook executed on the GPU (fp16 autocast,
+#      synthetic data) through the smoke runner, rendered and checked as `make smoke` does.
+# Everything it keeps lands in $OUT (at most 8 files): log, throughput, checkpoints, notebook.
+#
+# Prepared here, once:  python -m scripts.gpu_data pack --data ../shared/data --out .devdata
+#                       plus the wheels the GPU image lacks in .whl (see the closing note).
+# On the machine:       bash scripts/gpu_check.sh   (carry .whl and .devdata)
+# A dry run here:       SKIP_INSTALL=1 PY=.venv/bin/python MINUTES=0.5 OUT=/tmp/out \
+#                       BENCH_ARGS="--steps 1 --batch-size 2" bash scripts/gpu_check.sh
+set -u
+PY=${PY:-python3}
+MINUTES=${MINUTES:-7}
+OUT=${OUT:?set OUT to the folder that comes back}
+WORK=${WORK:-/tmp/gpu-check}
+LOG=$OUT/log.txt
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT" "$WORK"
+exec > >(tee -a "$LOG") 2>&1
+stamp() { echo "== $(date +%T) $*"; }
+
+stamp "environment"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+nproc
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  stamp "install the wheels the image lacks (and build pesq)"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl
+  $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir .whl/pesq-*.tar.gz
+fi
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+stamp "unpack the training split"
+$PY -m scripts.gpu_data unpack --src .devdata --out "$WORK/data" --jobs "$(nproc)"
+
+stamp "training throughput of every model"
+$PY -m scripts.bench_gpu --json "$OUT/bench_gpu.json" ${BENCH_ARGS:-}
+
+stamp "3 trainings for $MINUTES minutes"
+workers=$(( $(nproc) > 8 ? 6 : 1 ))
+train() {  # NAME RECIPE BATCH LR ITEMS
+  $PY -m common train --recipe "$2" --data-root "$WORK/data" --out "$WORK/$1" \
+    --work-dir "$WORK/work-$1" --batch-size "$3" --lr "$4" --mix-items "$5" \
+    --max-minutes "$MINUTES" --workers "$workers" --set train.budget_clock=wall \
+    --no-progress > "$WORK/$1.log" 2>&1
+  echo "$1: exit $?"
+}
+train gpu-b16 lite-v2 16 3e-3 8000 &
+b16=$!
+train gpu-b64 lite-v2 64 4e-3 32000 &
+b64=$!
+train gpu-ll-b64 lite-v2-low-latency 64 4e-3 32000 &
+ll=$!
+
+stamp "the lite notebook on the GPU"
+$PY -m builders.smoke lite --device auto
+tar -czf "$OUT/smoke-lite.tar.gz" -C build/smoke lite
+
+wait "$b16" "$b64" "$ll"  # not a bare `wait`: it would also wait for the `tee` above, forever
+stamp "collect"
+for run in gpu-b16 gpu-b64 gpu-ll-b64; do
+  tail -n 4 "$WORK/$run.log"
+  cp "$WORK/$run/last.pt" "$OUT/$run.pt" 2>/dev/null
+done
+(cd "$WORK" && tar -czf "$OUT/runs.tar.gz" ./*.log ./*/history.json)
+stamp "done"
