@@ -30,8 +30,11 @@ nproc
 if [ -z "${SKIP_INSTALL:-}" ]; then
   stamp "install the wheels the image lacks (and build pesq)"
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl
+  # pesq ships no wheel: its sdist (setup_requires emptied, so nothing is fetched) is built here
+  # with the image's Cython and numpy.
   $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir .whl/pesq-*.tar.gz
 fi
+$PY -c "import pesq, soundfile, soxr, jupytext, papermill; print('imports ok')"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 stamp "unpack the training split"

@@ -64,15 +64,17 @@ def pack(data: Path, out: Path, seed: int, jobs: int) -> None:
     ]
     with ProcessPoolExecutor(jobs) as pool:
         size = sum(pool.map(_encode, work, chunksize=8))
-    rels = {p.relative_to(data).as_posix() for p, _, _ in work}
-    with open(data / "MANIFEST.csv", newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r.get("path") in rels]
-        fields = reader.fieldnames or []
-    with open(out / "MANIFEST.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    manifest = data / "MANIFEST.csv"
+    if manifest.is_file():  # speakers and licences, for the split and the filter over there
+        rels = {p.relative_to(data).as_posix() for p, _, _ in work}
+        with open(manifest, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = [r for r in reader if r.get("path") in rels]
+            fields = reader.fieldnames or []
+        with open(out / "MANIFEST.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
     before = sum(p.stat().st_size for p, _, _ in work)
     print(
         f"{out}: {len(train.speech)} speech + {len(train.noise)} noise files of the training "
