@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.atomic import atomic_write
 from common.errors import UserError
 
 REGISTRY_NAME = "registry.json"
@@ -87,17 +86,10 @@ class Registry:
         return run
 
     def save(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": REGISTRY_FORMAT, "runs": [dataclasses.asdict(r) for r in self.runs]}
-        fd, tmp = tempfile.mkstemp(prefix=".registry.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(payload, f, indent=2, sort_keys=False)
-                f.write("\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self.path, encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, sort_keys=False)
+            f.write("\n")
         return self.path
 
 

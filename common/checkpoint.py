@@ -10,9 +10,7 @@ the behaviour does not depend on the installed version.
 from __future__ import annotations
 
 import math
-import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.atomic import atomic_write
 from common.errors import UserError
 
 CHECKPOINT_FORMAT = "speech-enhancement-checkpoint"
@@ -104,31 +103,11 @@ def restore_rng_state(state: dict) -> None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
-def _remove_stale_temp_files(path: Path) -> None:
-    # A process killed mid-write leaves its temporary file behind; the next save tidies it.
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-
-
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write `state` to `path` atomically (temp file, fsync, rename) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
     return path
 
 

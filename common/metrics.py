@@ -35,6 +35,7 @@ from pystoi.stoi import N as STOI_SEGMENT_FRAMES
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, load_audio, resample
 from common.data import misalignment
 from common.errors import UserError
@@ -438,19 +439,16 @@ def write_results(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     columns = list(result.rows[0]) + ["failures"] if result.rows else ["file", "failures"]
     # Each file is written under a temporary name and renamed: a kill never leaves half a file.
     csv_path = out_dir / "eval_per_file.csv"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in result.rows:
             cells = {k: _eval_csv_cell(v) for k, v in row.items()}
             writer.writerow({**cells, "failures": " | ".join(reasons.get(row["file"], []))})
-    os.replace(tmp, csv_path)
     json_path = out_dir / "eval_summary.json"
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    # allow_nan=False: a NaN reaching the summary is a bug to see, not a value to store.
-    tmp.write_text(json.dumps(result.summary, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, json_path)
+    with atomic_write(json_path) as fh:
+        # allow_nan=False: a NaN reaching the summary is a bug to see, not a value to store.
+        fh.write(json.dumps(result.summary, indent=2, allow_nan=False) + "\n")
     return csv_path, json_path
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, load_audio
 from common.errors import UserError
 from common.mixing import real_corpus_splits
@@ -35,12 +36,11 @@ def _encode(job: tuple[Path, Path, float]) -> int:
     src, dst, quality = job
     dst.parent.mkdir(parents=True, exist_ok=True)
     wav = load_audio(src, SAMPLE_RATE)
-    part = dst.with_name(dst.name + ".part")
-    with sf.SoundFile(
-        part, "w", SAMPLE_RATE, 1, format="OGG", subtype="VORBIS", compression_level=1 - quality
-    ) as f:
-        f.write(wav)
-    os.replace(part, dst)
+    with atomic_write(dst, "wb") as raw:
+        with sf.SoundFile(
+            raw, "w", SAMPLE_RATE, 1, format="OGG", subtype="VORBIS", compression_level=1 - quality
+        ) as f:
+            f.write(wav)
     return dst.stat().st_size
 
 
@@ -48,9 +48,8 @@ def _decode(job: tuple[Path, Path]) -> None:
     src, dst = job
     dst.parent.mkdir(parents=True, exist_ok=True)
     wav, sr = sf.read(src, dtype="float32")
-    part = dst.with_name(dst.name + ".part")
-    sf.write(part, wav, sr, format="FLAC", subtype="PCM_16")
-    os.replace(part, dst)
+    with atomic_write(dst, "wb") as raw:
+        sf.write(raw, wav, sr, format="FLAC", subtype="PCM_16")
 
 
 def pack(data: Path, out: Path, seed: int, jobs: int) -> None:
