@@ -8,6 +8,7 @@ mid-write (SIGKILL, a dead Kaggle session) leaves only its hidden temporary file
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from typing import IO, Any
 
 def remove_stale_temp_files(path: Path) -> None:
     """Delete the temporary files that killed writers of `path` left behind."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    # mkstemp's 8 random characters: never the temporary file of a longer name ("a.wav.x.wav").
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):
         try:
             stale.unlink()
         except OSError:

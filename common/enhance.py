@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from common.atomic import remove_stale_temp_files
 from common.audio import AudioError, StftConfig, audio_info, istft, list_audio, resample, stft
 from common.env import select_device
 from common.errors import UserError
@@ -318,8 +319,9 @@ def write_atomically(
     place in one step: a kill never leaves a partial file under `dst`, and concurrent writers
     never splice their files. Without `overwrite` an existing `dst` is kept (returns False)."""
     dst = Path(dst)
+    remove_stale_temp_files(dst)  # what a killed earlier run left while writing this file
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     except OSError as exc:
         raise UserError(_cannot_write(dst, exc)) from None
     tmp = Path(tmp_name)

@@ -23,14 +23,17 @@ def test_an_error_mid_write_leaves_the_previous_file_and_no_temporary(tmp_path):
 def test_a_killed_writers_leftover_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "runs" / "registry.json"
     target.parent.mkdir()
-    leftover = target.parent / ".registry.json.abc123.tmp"
+    leftover = target.parent / ".registry.json.abc12345.tmp"
     leftover.write_text("a dead process's half file")
-    other = target.parent / ".other.json.abc123.tmp"  # another target's: not ours to remove
-    other.write_text("x")
+    # Other targets' temporaries are not ours to remove, even where the name begins alike.
+    other = target.parent / ".other.json.abc12345.tmp"
+    longer = target.parent / ".registry.json.x.json.abc12345.tmp"
+    for p in (other, longer):
+        p.write_text("x")
     with atomic_write(target, encoding="utf-8") as f:
         f.write("{}")
     assert target.read_text() == "{}"
-    assert not leftover.exists() and other.exists()
+    assert not leftover.exists() and other.exists() and longer.exists()
 
 
 def test_the_finished_file_has_the_usual_permissions_not_mkstemps(tmp_path):
@@ -46,3 +49,13 @@ def test_the_finished_file_has_the_usual_permissions_not_mkstemps(tmp_path):
 def test_a_read_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="write mode"), atomic_write(tmp_path / "x", "r"):
         pass
+
+
+def test_enhance_tidies_what_a_killed_enhance_left_beside_its_output(tmp_path):
+    from common.enhance import write_atomically
+
+    leftover = tmp_path / ".clip.wav.abcd1234.tmp"
+    leftover.write_bytes(b"half a wav")
+    assert write_atomically(tmp_path / "clip.wav", lambda f: f.write(b"RIFF"))
+    assert (tmp_path / "clip.wav").read_bytes() == b"RIFF" and not leftover.exists()
+    assert not list(tmp_path.glob(".*"))
