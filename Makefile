@@ -13,6 +13,8 @@ KAGGLE_OPS := push status wait pull resume
 POLL ?= 15
 SHARED_DATA ?= ../shared/data
 BUDGET ?= 30
+# The shipped checkpoint (common.checkpoint.SHIPPED_CHECKPOINT; a test keeps the two equal).
+CKPT ?= checkpoints/lite-dev.pt
 
 .PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
         $(foreach op,$(KAGGLE_OPS),$(addprefix $(op)-,$(NOTEBOOKS)))
@@ -50,7 +52,7 @@ smoke: setup
 # thread each, two side by side: about an hour at 30); finished runs in build/bench/runs are reused.
 bench: setup
 	$(PY) -m scripts.bench --budget-minutes $(BUDGET) --data $(SHARED_DATA)
-	$(PY) -m scripts.bench_export --ckpt checkpoints/lite-dev.pt --data $(SHARED_DATA)
+	$(PY) -m scripts.bench_export --ckpt $(CKPT) --data $(SHARED_DATA)
 
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset
@@ -74,7 +76,7 @@ push-% status-% wait-% pull-% resume-%:
 	@echo "error: no notebook '$*' (no recipes/$*.toml or kernel-metadata/$*.json); choose one of: $(NOTEBOOKS)" >&2; exit 2
 
 demo: setup
-	$(PY) -m common.demo --ckpt checkpoints/lite-dev.pt
+	$(PY) -m common.demo --ckpt $(CKPT)
 
 demo-test: setup
 	$(PY) -m tests.e2e.install_browser

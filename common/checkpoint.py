@@ -21,6 +21,8 @@ import torch
 from common.atomic import atomic_write
 from common.errors import UserError
 
+# The model the project ships and its tools default to (demo, benches; the Makefile's CKPT).
+SHIPPED_CHECKPOINT = Path("checkpoints") / "lite-dev.pt"
 CHECKPOINT_FORMAT = "speech-enhancement-checkpoint"
 CHECKPOINT_VERSION = 1
 # Keys every model checkpoint written by the trainer has; `load_checkpoint` checks them.

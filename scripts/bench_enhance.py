@@ -4,7 +4,7 @@ The folder is made of links to speech files of ../shared/data (nothing is copied
 `python -m common enhance` in a fresh process (imports, model loading, reading, writing all
 count), once with the checkpoint (PyTorch) and once with its ONNX export (onnxruntime).
 
-    python -m scripts.bench_enhance [--ckpt checkpoints/lite-dev.pt] [--minutes 30]
+    python -m scripts.bench_enhance [--ckpt CKPT (default: the shipped one)] [--minutes 30]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import soundfile as sf
 
 from common.audio import list_audio
+from common.checkpoint import SHIPPED_CHECKPOINT
 
 
 def speech_folder(data: Path, out: Path, minutes: float) -> tuple[Path, float]:
@@ -82,7 +83,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scripts.bench_enhance", description=__doc__)
-    ap.add_argument("--ckpt", type=Path, default=Path("checkpoints/lite-dev.pt"))
+    ap.add_argument("--ckpt", type=Path, default=SHIPPED_CHECKPOINT)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--work", type=Path, default=Path("build/bench/enhance"))
     ap.add_argument("--minutes", type=float, default=30.0)

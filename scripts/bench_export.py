@@ -4,7 +4,7 @@ For each variant: file size, real-time factor on ONE CPU thread, and PESQ / STOI
 same clean/noisy pairs, with the mean per-file change against the fp32 PyTorch model. The int8
 ONNX model may lose at most 0.05 PESQ; the script exits 1 when it loses more.
 
-    .venv/bin/python -m scripts.bench_export --ckpt checkpoints/lite-dev.pt \
+    .venv/bin/python -m scripts.bench_export [--ckpt CKPT (default: the shipped one)] \
         [--pairs DIR ...] [--data ../shared/data] [--out build/bench_export.md]
 
 `--pairs` folders hold noisy/ + clean/ (or Kaggle's test/ + y_test/); the default is every
@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from common.checkpoint import SHIPPED_CHECKPOINT
 from common.data import discover_pairs, find_pair_dirs
 from common.errors import UserError
 from common.export import benchmark_variants, format_variant_table
@@ -43,7 +44,7 @@ def pairs_of(folders: list[Path]) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, default=REPO / "checkpoints" / "lite-dev.pt")
+    parser.add_argument("--ckpt", type=Path, default=REPO / SHIPPED_CHECKPOINT)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--pairs", type=Path, nargs="*", default=None)
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench_export.md")

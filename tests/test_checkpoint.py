@@ -154,3 +154,15 @@ def test_the_shipped_checkpoint_resumes(tmp_path):
     summary = trainer.fit()
     assert (summary["step"], summary["stop_reason"]) == (shipped["step"] + 1, "max_steps")
     assert load_checkpoint(tmp_path / "last.pt")["history"][:-1] == shipped["history"]
+
+
+def test_one_shipped_checkpoint_for_the_tools_and_the_makefile():
+    import re
+
+    from common.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+
+    repo = Path(__file__).resolve().parents[1]
+    makefile = (repo / "Makefile").read_text()
+    assert re.search(r"^CKPT \?= (\S+)$", makefile, re.M).group(1) == SHIPPED_CHECKPOINT.as_posix()
+    assert "checkpoints/" not in makefile.replace("CKPT ?= checkpoints/", "")  # no second copy
+    assert load_checkpoint(repo / SHIPPED_CHECKPOINT)["model_name"] == "lite"

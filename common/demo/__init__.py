@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from common.audio import SAMPLE_RATE, resample, to_mono, write_audio
+from common.checkpoint import SHIPPED_CHECKPOINT
 from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
 from common.export import export_onnx, load_onnx_enhancer
@@ -35,7 +36,7 @@ from common.plots import plot_spectrograms
 from common.vad import GateConfig, apply_vad_gate, detect_speech, gate_gain, plot_vad
 
 DEMO_MODELS = ("PyTorch (fp32)", "ONNX int8")
-DEMO_DEFAULT_CKPT = Path("checkpoints") / "lite-dev.pt"
+DEMO_DEFAULT_CKPT = SHIPPED_CHECKPOINT
 
 
 @dataclass
@@ -131,7 +132,7 @@ class DemoEngine:
         if not Path(cfg.ckpt).is_file():
             raise UserError(
                 f"{cfg.ckpt}: checkpoint not found; train one with `python -m common train` "
-                "(or pull the shipped checkpoints/lite-dev.pt) or pass --ckpt PATH"
+                f"(or pull the shipped {SHIPPED_CHECKPOINT}) or pass --ckpt PATH"
             )
         model, stft_cfg = load_model(cfg.ckpt)
         self.model_name = getattr(model, "name", type(model).__name__)
