@@ -8,8 +8,15 @@
 #      synthetic data) through the smoke runner, rendered and checked as `make smoke` does.
 # Everything it keeps lands in $OUT (at most 8 files): log, throughput, checkpoints, notebook.
 #
-# Prepared here, once:  python -m scripts.gpu_data pack --data ../shared/data --out .devdata
-#                       plus the wheels the GPU image lacks in .whl (see the closing note).
+# Prepared here, once (.devdata and .whl listed in .git/info/exclude; together about 57 MB of the
+# 64 MiB a device call may carry):
+#   python -m scripts.gpu_data pack --data ../shared/data --out .devdata
+#   pip download --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d .whl \
+#     papermill ipykernel nbconvert jupytext python-slugify soundfile soxr pystoi py7zr
+#   then delete from .whl what the image already has (numpy, scipy, torch's neighbours, debugpy)
+#   and add pesq's sdist with `setup_requires` emptied (it has no wheel, and nothing can be
+#   fetched there to build it).
 # On the machine:       bash scripts/gpu_check.sh   (carry .whl and .devdata)
 # A dry run here:       SKIP_INSTALL=1 PY=.venv/bin/python MINUTES=0.5 OUT=/tmp/out \
 #                       BENCH_ARGS="--steps 1 --batch-size 2" bash scripts/gpu_check.sh
