@@ -14,7 +14,7 @@ POLL ?= 15
 SHARED_DATA ?= ../shared/data
 BUDGET ?= 30
 # The shipped checkpoint (common.checkpoint.SHIPPED_CHECKPOINT; a test keeps the two equal).
-CKPT ?= checkpoints/lite-dev.pt
+CKPT ?= checkpoints/lite-v2.pt
 
 .PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
         $(foreach op,$(KAGGLE_OPS),$(addprefix $(op)-,$(NOTEBOOKS)))

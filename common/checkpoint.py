@@ -22,7 +22,7 @@ from common.atomic import atomic_write
 from common.errors import UserError
 
 # The model the project ships and its tools default to (demo, benches; the Makefile's CKPT).
-SHIPPED_CHECKPOINT = Path("checkpoints") / "lite-dev.pt"
+SHIPPED_CHECKPOINT = Path("checkpoints") / "lite-v2.pt"
 CHECKPOINT_FORMAT = "speech-enhancement-checkpoint"
 CHECKPOINT_VERSION = 1
 # Keys every model checkpoint written by the trainer has; `load_checkpoint` checks them.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from train_helpers import assert_trained_with
 
 from common.config import (
@@ -86,3 +87,14 @@ def test_a_bad_recipe_file_is_named(tmp_path: Path):
 
 def test_the_lite_recipe_is_the_one_the_shipped_checkpoint_was_trained_with():
     assert_trained_with(load_recipe("lite"), REPO / "checkpoints" / "lite-dev.pt")
+
+
+def test_lite_v2_pt_was_trained_with_its_recipe_for_its_whole_budget():
+    path = REPO / "checkpoints" / "lite-v2.pt"
+    cfg = load_recipe("lite-v2")
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    # Trained in two sittings, resumed exactly from last.pt (30 + 90 CPU minutes): a checkpoint
+    # stores the budget of its last sitting and the CPU seconds of all of them.
+    last_sitting = stored["train_config"]["max_minutes"]
+    assert_trained_with(apply_overrides(cfg, {"train.max_minutes": last_sitting}), path)
+    assert stored["train_seconds"] >= 0.99 * 60 * cfg.train.max_minutes

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from common.checkpoint import SHIPPED_CHECKPOINT
 from common.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +137,7 @@ def _substitute(args: list[str], data: Path) -> list[str]:
         before = args[i - 1] if i else ""
         arg = arg.replace("../shared/data", str(data))
         if arg == "CKPT":
-            arg = "checkpoints/lite-dev.pt"
+            arg = SHIPPED_CHECKPOINT.as_posix()
         elif arg == "DIR" and before == "--pairs":
             arg = str(data.joinpath(*PAIRS_FOR_DIR))
         elif arg == "N":

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from common.checkpoint import SHIPPED_CHECKPOINT
+
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_CKPT = REPO / "checkpoints" / "lite-dev.pt"
+SHIPPED_CKPT = REPO / SHIPPED_CHECKPOINT
 PAIR = ("pairs", "dns2020_synthetic", "fileid_58.flac")
 CHROMIUM_FLAGS = (
     "--headless=new",
