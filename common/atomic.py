@@ -27,6 +27,14 @@ def remove_stale_temp_files(path: Path) -> None:
             pass
 
 
+def set_usual_permissions(path: Path) -> None:
+    """Give a finished temporary file the permissions a plain `open` would (mkstemp's 0600 would
+    hide it from other users)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file for writing; on leaving the block without an error, flush it to
@@ -47,10 +55,7 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Itera
             yield f
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes the file 0600; a finished output gets the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        set_usual_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

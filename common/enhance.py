@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from common.atomic import remove_stale_temp_files
+from common.atomic import remove_stale_temp_files, set_usual_permissions
 from common.audio import AudioError, StftConfig, audio_info, istft, list_audio, resample, stft
 from common.env import select_device
 from common.errors import UserError
@@ -330,9 +330,7 @@ def write_atomically(
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
+        set_usual_permissions(tmp)
         if overwrite:
             os.replace(tmp, dst)
             return True
