@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from common.atomic import remove_stale_temp_files, set_usual_permissions
+from common.atomic import set_usual_permissions
 from common.audio import AudioError, StftConfig, audio_info, istft, list_audio, resample, stft
 from common.env import select_device
 from common.errors import UserError
@@ -319,7 +319,7 @@ def write_atomically(
     place in one step: a kill never leaves a partial file under `dst`, and concurrent writers
     never splice their files. Without `overwrite` an existing `dst` is kept (returns False)."""
     dst = Path(dst)
-    remove_stale_temp_files(dst)  # what a killed earlier run left while writing this file
+    # No tidying of other temporaries here: a concurrent run writing the same file owns them.
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     except OSError as exc:

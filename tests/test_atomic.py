@@ -49,13 +49,3 @@ def test_the_finished_file_has_the_usual_permissions_not_mkstemps(tmp_path):
 def test_a_read_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="write mode"), atomic_write(tmp_path / "x", "r"):
         pass
-
-
-def test_enhance_tidies_what_a_killed_enhance_left_beside_its_output(tmp_path):
-    from common.enhance import write_atomically
-
-    leftover = tmp_path / ".clip.wav.abcd1234.tmp"
-    leftover.write_bytes(b"half a wav")
-    assert write_atomically(tmp_path / "clip.wav", lambda f: f.write(b"RIFF"))
-    assert (tmp_path / "clip.wav").read_bytes() == b"RIFF" and not leftover.exists()
-    assert not list(tmp_path.glob(".*"))
