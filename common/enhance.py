@@ -51,8 +51,11 @@ _WRITABLE_SUBTYPES = {
     ".flac": ("PCM_16", "PCM_24"),
 }
 _SOUNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
-# Chunks only bound memory; shorter ones than this would be mostly cross-fade.
+# Chunks only bound memory; shorter ones than this would be mostly cross-fade, and longer ones
+# than the maximum would not bound it (a 10-minute chunk takes several GB).
 MIN_CHUNK_SECONDS = 1.0
+MAX_CHUNK_SECONDS = 120.0
+DEFAULT_CHUNK_SECONDS = 30.0
 
 
 def _state_dict_mismatch(model: nn.Module, weights: dict) -> str:
@@ -75,11 +78,16 @@ def _state_dict_mismatch(model: nn.Module, weights: dict) -> str:
 
 
 def check_chunk_seconds(seconds: float) -> float:
-    """`seconds` if it is a usable chunk length (finite, >= MIN_CHUNK_SECONDS), else a UserError."""
-    if not (math.isfinite(seconds) and seconds >= MIN_CHUNK_SECONDS):
+    """`seconds` if it is a usable chunk length (MIN_CHUNK_SECONDS..MAX_CHUNK_SECONDS), else a
+    UserError."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (math.isfinite(seconds) and MIN_CHUNK_SECONDS <= seconds <= MAX_CHUNK_SECONDS)
+    ):
         raise UserError(
-            f"--chunk-seconds {seconds}: use a number of seconds >= {MIN_CHUNK_SECONDS:g} "
-            "(default 30); it only bounds memory"
+            f"--chunk-seconds {seconds}: use a number of seconds from {MIN_CHUNK_SECONDS:g} to "
+            f"{MAX_CHUNK_SECONDS:g} (default {DEFAULT_CHUNK_SECONDS:g}); it only bounds memory"
         )
     return seconds
 
@@ -145,7 +153,9 @@ class Enhancer:
     """The one waveform wrapper: `enhance(wav, sr)` keeps shape, length and rate (see above)."""
 
     backend: SpectralBackend
-    chunk_seconds: float = 30.0  # longer inputs are processed in chunks (memory stays bounded)
+    chunk_seconds: float = (
+        DEFAULT_CHUNK_SECONDS  # longer inputs are processed in chunks (memory stays bounded)
+    )
     overlap_seconds: float = 0.5  # stateless back-ends: chunks overlap by this and are cross-faded
 
     def __post_init__(self) -> None:
@@ -279,7 +289,7 @@ def load_enhancer(
     device: torch.device | str | None = None,
     *,
     expect_model: str | None = None,
-    chunk_seconds: float = 30.0,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
 ) -> Enhancer:
     """`Enhancer` over the checkpoint's PyTorch model (device: auto-selected when None)."""
     check_chunk_seconds(chunk_seconds)

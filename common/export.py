@@ -5,6 +5,13 @@ The ONNX graph holds the network only: complex tensors are not ONNX-friendly, so
 the noisy STFT as real/imag channels (B, 2, F, T) and returns the enhanced one the same way, with
 a dynamic T axis. The STFT config, model name and whether the model is causal travel as metadata
 props; the STFT itself, chunking, resampling and channels are the wrapper's, as for PyTorch.
+
+A causal model's graph also carries the model's state (conv cache, GRU states: `state_i` in,
+`next_state_i` out, one channel per run): the wrapper feeds a long spectrum in consecutive runs
+of frames, each continuing from the state the previous one left, exactly as `TorchBackend` does.
+So `enhance --onnx` equals `--ckpt` and an unchunked run, to float rounding, for any chunk size.
+A causal graph exported before the state was added still works, with cross-faded chunks (and
+a warning that it differs from `--ckpt` at their edges).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from torch import nn
 
 from common.audio import SAMPLE_RATE, StftConfig, load_audio
 from common.enhance import (
+    DEFAULT_CHUNK_SECONDS,
     Enhancer,
     TorchBackend,
     load_model,
@@ -41,6 +49,29 @@ ONNX_INPUT = "noisy_spec"
 ONNX_OUTPUT = "enhanced_spec"
 ONNX_OPSET = 17
 ONNX_FORMAT = "speech-enhancement-onnx/1"
+# The opsets `export --opset` accepts: the TorchScript exporter's range (the dynamo fallback
+# raises anything below 18 to 18).
+ONNX_MIN_OPSET = 9
+ONNX_MAX_OPSET = 20
+STATE_INPUT = "state_{}"
+STATE_OUTPUT = "next_state_{}"
+
+
+def check_opset(opset: int) -> int:
+    """`opset` if the exporter can write it, else a one-line UserError (before any tracing)."""
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise UserError(f"--opset {opset!r}: use a whole number")
+    if not ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET:
+        raise UserError(
+            f"--opset {opset}: the exporter writes opsets {ONNX_MIN_OPSET}..{ONNX_MAX_OPSET} "
+            f"(default {ONNX_OPSET})"
+        )
+    return opset
+
+
+def state_names(n: int) -> tuple[list[str], list[str]]:
+    """The graph's state inputs and outputs for a state of `n` tensors."""
+    return [STATE_INPUT.format(i) for i in range(n)], [STATE_OUTPUT.format(i) for i in range(n)]
 
 
 # --- models and quantization -----------------------------------------------------------------
@@ -243,6 +274,22 @@ def real_imag(out: object) -> torch.Tensor:
     return torch.stack((out.re, out.im), dim=1)
 
 
+class StatefulSpecWrapper(nn.Module):
+    """(x (1, 2, F, T), *state) -> (enhanced (1, 2, F, T), *next state): a causal model's
+    `forward_stateful` over any number of frames, with real tensors only."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with complex_stand_in():
+            out, new_state = self.model.forward_stateful(
+                TracedComplex(x[:, 0], x[:, 1]), list(state)
+            )
+        return (real_imag(out), *new_state)
+
+
 def complex_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The real model on (B, 2, F, T) real/imag input, with genuine complex tensors."""
     out = model(torch.complex(x[:, 0], x[:, 1]))
@@ -281,6 +328,9 @@ def set_metadata(path: Path, meta: dict[str, str]) -> None:
 
 def _trace_to_onnx(wrapper: nn.Module, n_freq: int, path: Path, opset: int, dynamo: bool) -> None:
     example = torch.randn(1, 2, n_freq, 63)
+    stateful = isinstance(wrapper, StatefulSpecWrapper)
+    state = list(wrapper.model.init_state(1)) if stateful else []
+    state_in, state_out = state_names(len(state))
     fastpath = torch.backends.mha.get_fastpath_enabled()
     # The fused Transformer inference kernel has no ONNX translation; trace the plain ops.
     torch.backends.mha.set_fastpath_enabled(False)
@@ -290,17 +340,19 @@ def _trace_to_onnx(wrapper: nn.Module, n_freq: int, path: Path, opset: int, dyna
             warnings.simplefilter("ignore")  # tracer warnings about shapes known only at runtime
             if dynamo:
                 frames = torch.export.Dim("frames", min=2, max=1_000_000)
-                kwargs = {"dynamo": True, "dynamic_shapes": ({3: frames},), "verbose": False}
+                shapes = ({3: frames}, *([None] * len(state)))
+                kwargs = {"dynamo": True, "dynamic_shapes": shapes, "verbose": False}
                 opset = max(opset, 18)  # the dynamo exporter's oldest opset
             else:
-                axes = {0: "batch", 3: "frames"}
+                # A stateful graph runs one channel at a time (its state is per channel).
+                axes = {3: "frames"} if stateful else {0: "batch", 3: "frames"}
                 kwargs = {"dynamo": False, "dynamic_axes": {ONNX_INPUT: axes, ONNX_OUTPUT: axes}}
             torch.onnx.export(
                 wrapper,
-                (example,),
+                (example, *state),
                 str(path),
-                input_names=[ONNX_INPUT],
-                output_names=[ONNX_OUTPUT],
+                input_names=[ONNX_INPUT, *state_in],
+                output_names=[ONNX_OUTPUT, *state_out],
                 opset_version=opset,
                 **kwargs,
             )
@@ -324,11 +376,14 @@ def export_onnx(
     dynamic T. Its tracer bakes MultiheadAttention's sizes in, so a model whose check fails at
     another length is exported again with the dynamo exporter (which, in turn, unrolls RNNs).
     """
+    check_opset(opset)
     out = Path(out)
     prepare_output_folder(out)  # an unwritable --out fails now, not after the export
     # The wrapper itself in eval mode: the exporter restores the module's mode afterwards, and a
     # wrapper left in train mode would switch the model's dropout/BatchNorm back to training.
-    wrapper = RealSpecWrapper(copy.deepcopy(model).cpu()).eval()
+    # A causal model carries its state from call to call (see the module docstring).
+    wrap = StatefulSpecWrapper if is_streamable(model) else RealSpecWrapper
+    wrapper = wrap(copy.deepcopy(model).cpu()).eval()
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
@@ -375,11 +430,23 @@ class ExportMismatch(RuntimeError):
 
 def _check_export(model: nn.Module, path: Path, n_freq: int) -> None:
     # Against the model with real complex tensors (not the stand-in), at a length different from
-    # the export example, which also proves the dynamic T axis works.
+    # the export example, which also proves the dynamic T axis works; a stateful graph in two
+    # runs of frames, the second continuing from the state the first returned.
     x = torch.randn(1, 2, n_freq, 101)
     with torch.no_grad():
         expected = complex_forward(model, x).numpy()
-    got = onnx_session(path, quiet=True).run(None, {ONNX_INPUT: x.numpy()})[0]
+    session = onnx_session(path, quiet=True)
+    n_state = len(session.get_inputs()) - 1
+    if n_state:
+        state = [s.numpy() for s in model.init_state(1)]
+        names = state_names(n_state)[0]
+        parts = []
+        for chunk in (x[..., :40], x[..., 40:]):
+            y, *state = session.run(None, {ONNX_INPUT: chunk.numpy(), **dict(zip(names, state))})
+            parts.append(y)
+        got = np.concatenate(parts, axis=-1)
+    else:
+        got = session.run(None, {ONNX_INPUT: x.numpy()})[0]
     err = float(np.max(np.abs(got - expected)))
     scale = float(np.max(np.abs(expected))) or 1.0
     if err > 1e-3 * scale + 1e-4:
@@ -411,10 +478,10 @@ def onnx_session(path: str | Path, threads: int = 1, quiet: bool = False):
 
 class OnnxBackend:
     """An exported model as a `SpectralBackend` of common.enhance: spectrum in, spectrum out,
-    through onnxruntime. The graph has no state, so long signals are cross-faded chunks."""
+    through onnxruntime. A causal model's graph carries its state from call to call (exact in
+    runs of frames); any other graph is stateless, so long signals are cross-faded chunks."""
 
     device = "cpu (onnxruntime)"
-    carries_state = False
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
         self.path = Path(path)
@@ -433,19 +500,42 @@ class OnnxBackend:
         else:  # exported before the flag existed: only a causal `lite` streams
             config = json.loads(meta.get("model_config") or "{}")
             self.causal = self.model_name == "lite" and bool(config.get("causal", True))
+        self.state_inputs = [i for i in self.session.get_inputs() if i.name != ONNX_INPUT]
+        self.carries_state = bool(self.state_inputs)
+        if self.causal and not self.carries_state:
+            warnings.warn(
+                f"{self.path}: exported without the model's state (an older export); long "
+                "files are cross-faded chunks that differ from --ckpt at their edges; export "
+                "it again with `python -m common export` for the exact result",
+                stacklevel=2,
+            )
+        self.states: list[list[np.ndarray]] | None = None  # per channel
 
     def reset(self) -> None:
-        pass
+        self.states = None
 
     def __call__(self, spec: torch.Tensor) -> torch.Tensor:
-        # One channel per run: a graph from the dynamo exporter has a fixed batch of 1.
+        # One channel per run: a graph from the dynamo exporter, and every stateful graph, has a
+        # fixed batch of 1.
         x = torch.stack((spec.real, spec.imag), dim=1).numpy().astype(np.float32)
-        y = np.concatenate([self.session.run(None, {ONNX_INPUT: c[None]})[0] for c in x])
+        if not self.carries_state:
+            y = np.concatenate([self.session.run(None, {ONNX_INPUT: c[None]})[0] for c in x])
+        else:
+            if self.states is None:
+                self.states = [
+                    [np.zeros(i.shape, dtype=np.float32) for i in self.state_inputs] for _ in x
+                ]
+            outs = []
+            for k, c in enumerate(x):
+                feeds = {i.name: s for i, s in zip(self.state_inputs, self.states[k])}
+                out, *self.states[k] = self.session.run(None, {ONNX_INPUT: c[None], **feeds})
+                outs.append(out)
+            y = np.concatenate(outs)
         return torch.complex(torch.from_numpy(y[:, 0]), torch.from_numpy(y[:, 1]))
 
 
 def load_onnx_enhancer(
-    path: str | Path, threads: int = 1, *, chunk_seconds: float = 30.0
+    path: str | Path, threads: int = 1, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS
 ) -> Enhancer:
     """`Enhancer` over an exported ONNX model (`enhance --onnx`); `.backend` holds its metadata."""
     return Enhancer(OnnxBackend(path, threads), chunk_seconds)

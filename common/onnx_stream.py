@@ -35,11 +35,13 @@ from common.export import (
     ONNX_FORMAT,
     ONNX_OPSET,
     TracedComplex,
+    check_opset,
     complex_stand_in,
     model_metadata,
     onnx_session,
     real_imag,
     set_metadata,
+    state_names,
 )
 from common.streaming import StreamingEnhancer, check_streamable
 
@@ -62,20 +64,17 @@ class StatefulFrameWrapper(nn.Module):
         return (real_imag(out), *new_state)
 
 
-def _state_names(n: int) -> tuple[list[str], list[str]]:
-    return [f"state_{i}" for i in range(n)], [f"next_state_{i}" for i in range(n)]
-
-
 def export_streaming_onnx(
     model: nn.Module, stft_cfg: StftConfig, out: str | Path, opset: int = ONNX_OPSET
 ) -> Path:
     """Export `model`'s one-frame step; checked against PyTorch over 40 consecutive frames."""
+    check_opset(opset)
     check_streamable(model, stft_cfg)
     out = Path(out)
     prepare_output_folder(out)
     wrapper = StatefulFrameWrapper(copy.deepcopy(model).cpu()).eval()
     state = wrapper.model.init_state(1)
-    inputs, outputs = _state_names(len(state))
+    inputs, outputs = state_names(len(state))
     frame = torch.randn(1, 2, stft_cfg.n_freq, 1)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.onnx"

@@ -147,7 +147,7 @@ def test_stereo_stays_stereo_with_each_channel_its_own(lite_ckpt):
     np.testing.assert_allclose(out[:, 1], enhancer.enhance(stereo[:, 1], 16000), atol=1e-5)
 
 
-@pytest.mark.parametrize("seconds", [float("nan"), 0.0, -5.0, 0.5, float("inf")])
+@pytest.mark.parametrize("seconds", [float("nan"), 0.0, -5.0, 0.5, float("inf"), 1e5, "30"])
 def test_unusable_chunk_lengths_are_refused(seconds):
     with pytest.raises(UserError, match="--chunk-seconds"):
         Enhancer(_PassThrough(), chunk_seconds=seconds)

@@ -201,9 +201,9 @@ def test_export_into_an_unwritable_place_is_one_line(ckpt):
     assert_one_error_line(proc, "/proc/x.onnx", "cannot write")
 
 
-@pytest.mark.parametrize("seconds", ["nan", "0", "-5"])
+@pytest.mark.parametrize("seconds", ["nan", "0", "-5", "1e12", "inf"])
 def test_unusable_chunk_seconds_are_refused(tmp_path, ckpt, seconds):
     src = tone(tmp_path / "in.wav", 1)
     proc = enhance(ckpt, f"--chunk-seconds={seconds}", src, tmp_path / "out.wav")
-    assert_one_error_line(proc, "--chunk-seconds", ">= 1")
+    assert_one_error_line(proc, "--chunk-seconds", "from 1 to 120")
     assert not (tmp_path / "out.wav").exists()

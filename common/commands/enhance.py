@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import argparse
 
-from common.enhance import check_chunk_seconds, enhance_path
+from common.enhance import (
+    DEFAULT_CHUNK_SECONDS,
+    MAX_CHUNK_SECONDS,
+    MIN_CHUNK_SECONDS,
+    check_chunk_seconds,
+    enhance_path,
+)
 from common.errors import UserError
 
 
@@ -100,8 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--chunk-seconds",
         type=float,
-        default=30.0,
-        help="longer audio is processed in chunks of this many seconds (>= 1; bounds memory)",
+        default=DEFAULT_CHUNK_SECONDS,
+        help=f"longer audio is processed in chunks of this many seconds ({MIN_CHUNK_SECONDS:g} to "
+        f"{MAX_CHUNK_SECONDS:g}; only bounds memory: the output is the same for any chunk size "
+        "with a causal model, PyTorch or ONNX)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing output files (default: keep)"

@@ -16,9 +16,10 @@ from common.errors import UserError
 
 def _run_export(args: argparse.Namespace) -> int:
     from common.enhance import load_model, prepare_output_folder
-    from common.export import ONNX_OPSET, OnnxBackend, export_onnx
+    from common.export import ONNX_OPSET, OnnxBackend, check_opset, export_onnx
     from common.models import count_parameters
 
+    opset = check_opset(ONNX_OPSET if args.opset is None else args.opset)  # before any tracing
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {out}: use a file name ending in .onnx")
@@ -31,7 +32,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
         if args.int8:
             raise UserError("--streaming exports fp32 only; drop --int8")
-        export_streaming_onnx(model, stft_cfg, out, opset=args.opset or ONNX_OPSET)
+        export_streaming_onnx(model, stft_cfg, out, opset=opset)
         stream = load_onnx_stream(out)
         print(
             f"wrote {out} ({out.stat().st_size / 1024:.0f} KB, streaming, fp32): model "
@@ -41,7 +42,7 @@ def _run_export(args: argparse.Namespace) -> int:
         )
         print(f"stream with it: common.onnx_stream.load_onnx_stream({str(out)!r}).process(hop)")
         return 0
-    export_onnx(model, stft_cfg, out, int8=args.int8, opset=args.opset or ONNX_OPSET)
+    export_onnx(model, stft_cfg, out, int8=args.int8, opset=opset)
     loaded = OnnxBackend(out)  # proves the file loads and carries its metadata
     print(
         f"wrote {out} ({out.stat().st_size / 1024:.0f} KB, {loaded.precision}): model "
@@ -71,6 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="export the causal model's one-frame step with its state (real-time streaming)",
     )
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset, 9 to 20 (default 17)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_run_export)
