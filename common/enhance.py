@@ -39,8 +39,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from common.atomic import set_usual_permissions
-from common.audio import AudioError, StftConfig, audio_info, istft, list_audio, resample, stft
+from common.atomic import remove_stale_temp_files, set_usual_permissions, temp_prefix
+from common.audio import (
+    AUDIO_EXTENSIONS,
+    AudioError,
+    StftConfig,
+    audio_info,
+    istft,
+    list_audio,
+    resample,
+    stft,
+)
 from common.env import select_device
 from common.errors import UserError
 from common.streaming import is_streamable
@@ -315,7 +324,9 @@ def prepare_output_folder(dst: str | Path) -> None:
     dst = Path(dst)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".probe", dir=dst.parent)
+        fd, probe = tempfile.mkstemp(
+            prefix=temp_prefix(dst, ".probe"), suffix=".probe", dir=dst.parent
+        )
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -329,9 +340,10 @@ def write_atomically(
     place in one step: a kill never leaves a partial file under `dst`, and concurrent writers
     never splice their files. Without `overwrite` an existing `dst` is kept (returns False)."""
     dst = Path(dst)
-    # No tidying of other temporaries here: a concurrent run writing the same file owns them.
+    # No tidying here: `enhance_path` removes killed runs' leftovers once per folder, and a
+    # concurrent run's temporaries are its own (common.atomic.remove_stale_temp_files).
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(dst), suffix=".tmp", dir=dst.parent)
     except OSError as exc:
         raise UserError(_cannot_write(dst, exc)) from None
     tmp = Path(tmp_name)
@@ -395,19 +407,51 @@ def enhance_file(
 
 @dataclass
 class EnhanceRun:
-    """What `enhance_path` did: outputs written, existing outputs kept, inputs that failed."""
+    """What `enhance_path` did: outputs written, existing outputs kept, inputs that failed, and
+    what a folder run skipped (with the reason)."""
 
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line reason)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (input, SKIP_* reason)
 
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs; refuses outputs that would land on inputs."""
+# Why a folder run leaves a file out (single-file mode reads any of these formats, but a folder
+# is mirrored with the same names, and only .wav and .flac are written).
+SKIP_FORMAT = "not WAV/FLAC (enhance it alone, with an OUT ending in .wav or .flac)"
+SKIP_BROKEN_LINK = "a symbolic link to nothing"
+SKIP_NOT_AUDIO = "not audio"
+# Suffixes of the other formats soundfile reads (and so single-file mode accepts).
+_OTHER_AUDIO_SUFFIXES = (
+    ".aiff", ".aif", ".au", ".caf", ".mp3", ".ogg", ".oga", ".opus", ".w64", ".rf64", ".snd",
+)  # fmt: skip
+
+
+def _skipped_in_folder(src: Path) -> list[tuple[Path, str]]:
+    """The files below `src` that `list_audio` leaves out, each with its reason."""
+    skipped = []
+    for p in sorted(src.rglob("*")):
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file():
+            continue
+        if p.is_symlink() and not p.exists():
+            skipped.append((p, SKIP_BROKEN_LINK))
+        elif p.is_dir() or p.name.startswith("."):
+            continue
+        elif p.suffix.lower() in _OTHER_AUDIO_SUFFIXES:
+            skipped.append((p, SKIP_FORMAT))
+        else:
+            skipped.append((p, SKIP_NOT_AUDIO))
+    return skipped
+
+
+def _plan_jobs(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """(input, output) pairs and the files a folder run skips; refuses outputs that would land
+    on inputs."""
+    skipped: list[tuple[Path, str]] = []
     if src.is_file():
         target = dst / src.name if dst.is_dir() else dst
         if target.suffix.lower() not in _WRITABLE_SUBTYPES:
@@ -422,11 +466,18 @@ def _plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
         # OUT inside IN: what is in OUT (earlier outputs, or files the user put there) is never
         # read as input, so a run never enhances its own outputs.
         files = list_audio(src)
+        skipped = _skipped_in_folder(src)
         if _inside(out_root, src.resolve()):
             files = [f for f in files if not _inside(f.resolve(), out_root)]
+            skipped = [(f, r) for f, r in skipped if not _inside(f.absolute(), dst.absolute())]
         if not files:
-            raise UserError(f"{src}: no .wav/.flac files found (outside OUT); check the folder")
+            found = f" ({len(skipped)} other file(s) skipped)" if skipped else ""
+            raise UserError(
+                f"{src}: no .wav/.flac files found (outside OUT){found}; check the folder"
+            )
         jobs = [(f, dst / f.relative_to(src)) for f in files]
+    elif src.is_symlink():
+        raise UserError(f"{src}: a symbolic link to nothing; give a WAV/FLAC file or a folder")
     else:
         raise UserError(f"{src}: input not found; give a WAV/FLAC file or a folder of them")
     inputs = {f.resolve() for f, _ in jobs}
@@ -436,7 +487,7 @@ def _plan_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
                 f"{d}: would be both an input and an output (OUT {dst} overlaps IN {src}); "
                 "choose an OUT outside IN"
             )
-    return jobs
+    return jobs, skipped
 
 
 def enhance_path(
@@ -455,8 +506,11 @@ def enhance_path(
     and the others are still written; the caller reports `failed` (`enhance` exits 2).
     """
     src, dst = Path(src), Path(dst)
-    jobs = _plan_jobs(src, dst)
-    run = EnhanceRun()
+    jobs, skipped = _plan_jobs(src, dst)
+    run = EnhanceRun(skipped=skipped)
+    for path, reason in skipped:
+        if reason != SKIP_NOT_AUDIO:
+            warnings.warn(f"{path}: skipped, {reason}", stacklevel=2)
     single = src.is_file()
     if not overwrite:
         existing = [d for _, d in jobs if d.exists()]
@@ -468,9 +522,12 @@ def enhance_path(
             warnings.warn(f"{d}: exists, kept; pass --overwrite to replace it", stacklevel=2)
         run.kept += existing
         jobs = [(s, d) for s, d in jobs if not d.exists()]
-    # Every output folder is created and proven writable before the first file is processed.
+    # Every output folder is created and proven writable before the first file is processed;
+    # what killed runs left there is removed (never a running writer's temporaries).
     for first_in_folder in {d.parent: d for _, d in reversed(jobs)}.values():
         prepare_output_folder(first_in_folder)
+        for stale in remove_stale_temp_files(first_in_folder.parent):
+            warnings.warn(f"{stale}: removed, left by a killed run", stacklevel=2)
     for s, d in tqdm(jobs, desc="enhance", unit="file", disable=not progress or len(jobs) < 2):
         try:
             written = enhance_file(enhancer, s, d, overwrite=overwrite)

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from common.atomic import atomic_write
+from common.atomic import HOST_TAG, atomic_write
 
 
 def test_an_error_mid_write_leaves_the_previous_file_and_no_temporary(tmp_path):
@@ -21,19 +21,24 @@ def test_an_error_mid_write_leaves_the_previous_file_and_no_temporary(tmp_path):
 
 
 def test_a_killed_writers_leftover_is_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a writer that is gone
     target = tmp_path / "runs" / "registry.json"
     target.parent.mkdir()
-    leftover = target.parent / ".registry.json.abc12345.tmp"
+    leftover = target.parent / f".registry.json.{HOST_TAG}-{proc.pid}.abc12345.tmp"
     leftover.write_text("a dead process's half file")
-    # Other targets' temporaries are not ours to remove, even where the name begins alike.
-    other = target.parent / ".other.json.abc12345.tmp"
-    longer = target.parent / ".registry.json.x.json.abc12345.tmp"
-    for p in (other, longer):
+    # A running writer's temporary (this process) and a recent one without an owner stay.
+    running = target.parent / f".other.json.{HOST_TAG}-{os.getpid()}.abc12345.tmp"
+    unknown = target.parent / ".registry.json.abc12345.tmp"
+    for p in (running, unknown):
         p.write_text("x")
     with atomic_write(target, encoding="utf-8") as f:
         f.write("{}")
     assert target.read_text() == "{}"
-    assert not leftover.exists() and other.exists() and longer.exists()
+    assert not leftover.exists() and running.exists() and unknown.exists()
 
 
 def test_the_finished_file_has_the_usual_permissions_not_mkstemps(tmp_path):

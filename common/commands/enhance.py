@@ -72,6 +72,14 @@ def run_enhance(args: argparse.Namespace) -> int:
         f"enhanced {len(run.written)} file(s) with {enhancer.model_name} on {enhancer.device}: "
         f"{where}{kept}"
     )
+    if run.skipped:
+        reasons: dict[str, int] = {}
+        for _, reason in run.skipped:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        print(
+            f"skipped {len(run.skipped)} file(s) in {args.input}: "
+            + "; ".join(f"{n} {reason}" for reason, n in reasons.items())
+        )
     if run.failed:
         names = ", ".join(str(path) for path, _ in run.failed[:5])
         more = f" and {len(run.failed) - 5} more" if len(run.failed) > 5 else ""
