@@ -16,7 +16,7 @@ BUDGET ?= 30
 # The shipped checkpoint (common.checkpoint.SHIPPED_CHECKPOINT; a test keeps the two equal).
 CKPT ?= checkpoints/lite-v2.pt
 
-.PHONY: setup test lint format build smoke bench demo demo-test report clean testset \
+.PHONY: setup test lint format build smoke bench demo demo-test report clean testset upload-data \
         $(foreach op,$(KAGGLE_OPS),$(addprefix $(op)-,$(NOTEBOOKS)))
 
 setup: $(STAMP)
@@ -74,6 +74,13 @@ $(addprefix pull-,$(NOTEBOOKS)): pull-%: setup
 	$(PY) -m builders.kaggle pull $*
 push-% status-% wait-% pull-% resume-%:
 	@echo "error: no notebook '$*' (no recipes/$*.toml or kernel-metadata/$*.json); choose one of: $(NOTEBOOKS)" >&2; exit 2
+
+# Your own speech + noise as a Kaggle dataset (docs/kaggle.md): DATA=FOLDER laid out as
+# ../shared/data; DATASET=slug (default lse-speech-noise); INCLUDE_NC=1 keeps non-commercial files.
+upload-data: setup
+	@test -n "$(DATA)" || { echo "error: no folder given: make upload-data DATA=FOLDER [DATASET=slug] [INCLUDE_NC=1]" >&2; exit 2; }
+	$(PY) -m builders.kaggle upload-data "$(DATA)" $(if $(DATASET),--dataset "$(DATASET)") \
+		$(if $(filter 1 yes true,$(INCLUDE_NC)),--include-nc) --poll $(POLL)
 
 demo: setup
 	$(PY) -m common.demo --ckpt $(CKPT)

@@ -5,6 +5,8 @@
     python -m builders.kaggle wait NAME [--poll S] [--timeout S]
     python -m builders.kaggle pull NAME              # -> results/NAME/vN/
     python -m builders.kaggle report                 # -> results/LEADERBOARD.md (+ leaderboard.png)
+    python -m builders.kaggle upload-data FOLDER [--dataset SLUG] [--include-nc]
+                                                     # your speech + noise as a Kaggle dataset
 
 Kaggle only ever serves the outputs of a kernel's *latest* version, so `push` first pulls the
 outputs of the previous version when they are not saved yet (and refuses while it still runs):
@@ -643,6 +645,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=OpsConfig.wait_timeout_s, help="limit, s")
     sub.add_parser("pull", help="download outputs into results/NAME/vN/").add_argument("name")
     sub.add_parser("report", help="write results/LEADERBOARD.md from pulled summary.json files")
+    from builders.metadata import OWN_DATASET_SLUG
+    from builders.upload_data import UploadConfig
+
+    p = sub.add_parser(
+        "upload-data",
+        help="check FOLDER (speech/, noise/, MANIFEST.csv) and upload it as your Kaggle dataset",
+    )
+    p.add_argument("folder")
+    p.add_argument("--dataset", default=OWN_DATASET_SLUG, help="slug (default: %(default)s)")
+    p.add_argument("--include-nc", action="store_true", help="upload the non-commercial files too")
+    p.add_argument("--poll", type=float, default=UploadConfig.poll_s, help="first interval, s")
+    p.add_argument(
+        "--timeout", type=float, default=UploadConfig.ready_timeout_s, help="wait for ready, s"
+    )
     return parser
 
 
@@ -660,11 +676,20 @@ def main(argv: list[str] | None = None) -> int:
             wait(args.name, cfg=cfg)
         elif args.command == "pull":
             pull(args.name, cfg=cfg)
+        elif args.command == "upload-data":
+            from builders.upload_data import UploadConfig, upload_data
+
+            upload_cfg = UploadConfig(
+                results_dir=cfg.results_dir, poll_s=args.poll, ready_timeout_s=args.timeout
+            )
+            upload_data(args.folder, args.dataset, args.include_nc, cfg=upload_cfg)
         else:
             from builders.report import write_leaderboard
 
             print(f"wrote {write_leaderboard(cfg.results_dir)}")
     except UserError as exc:
+        for problem in getattr(exc, "problems", []):
+            print(f"error: {problem}", file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

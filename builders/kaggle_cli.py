@@ -54,6 +54,28 @@ class PushResult:
 
 
 @dataclass(frozen=True)
+class DatasetState:
+    """`kaggle datasets status --format json`: "ready", "pending", "failed", ... (lower case),
+    and the dataset's current version number (None when the CLI did not say)."""
+
+    status: str
+    version: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == DATASET_READY
+
+    @property
+    def failed(self) -> bool:
+        return self.status in DATASET_FAILED_STATES
+
+
+# kagglesdk's DatabundleVersionStatus, as the CLI prints it (the enum name in lower case).
+DATASET_READY = "ready"
+DATASET_FAILED_STATES = ("failed", "deleted")
+
+
+@dataclass(frozen=True)
 class KernelStatus:
     state: str
     failure_message: str | None = None
@@ -171,6 +193,42 @@ def parse_push_output(stdout: str) -> PushResult:
     return PushResult(version=version, url=ok.group(2), warnings=notes)
 
 
+def parse_dataset_upload_output(stdout: str) -> str:
+    """The dataset's URL from `datasets create` / `datasets version`; UserError when Kaggle
+    refused the upload, which the CLI prints as "Dataset (version) creation error: ..." and
+    exits 0 on."""
+    error = re.search(r"^Dataset (?:version )?creation error:\s*(.*)$", stdout, re.MULTILINE)
+    if error:
+        reason = error.group(1).strip() or "no reason given"
+        raise UserError(f"Kaggle refused the upload: {reason}; nothing was created")
+    ok = re.search(r"being created\.\s*Please check progress at\s*(\S+)", stdout)
+    if not ok:
+        raise UserError(
+            f"unexpected output from kaggle datasets create/version: {_last_line(stdout)!r}"
+        )
+    return ok.group(1)
+
+
+def parse_dataset_status_output(stdout: str) -> DatasetState:
+    """`{"status": "ready", "current_version_number": 3}` (or a bare state) -> DatasetState."""
+    text = stdout.strip()
+    start = text.find("{")
+    if start >= 0:
+        try:
+            data = json.loads(text[start:])
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("status"), str):
+            version = data.get("current_version_number")
+            return DatasetState(
+                data["status"].lower(), version if isinstance(version, int) else None
+            )
+    state = _last_line(text)
+    if not re.fullmatch(r"[a-z_]+", state):
+        raise UserError(f"unexpected output from kaggle datasets status: {state!r}")
+    return DatasetState(state)
+
+
 def parse_status_output(stdout: str) -> KernelStatus:
     """`O/S has status "KernelWorkerStatus.ERROR"` (+ `Failure message: "..."`) -> KernelStatus."""
     m = re.search(r'has status "(?:\w+\.)?([A-Z_]+)"', stdout)
@@ -270,6 +328,24 @@ class KaggleCli:
         """A dataset's state ("ready", ...); KernelNotFound when Kaggle does not show it."""
         out, _ = self.run(["datasets", "status", ref])
         return out.strip().splitlines()[-1].strip() if out.strip() else ""
+
+    def dataset_state(self, ref: str) -> DatasetState:
+        """A dataset's state and current version; KernelNotFound when Kaggle does not show it."""
+        out, _ = self.run(["datasets", "status", ref, "--format", "json"])
+        return parse_dataset_status_output(out)
+
+    def dataset_upload(
+        self, folder: Path, message: str | None, timeout_s: float | None = None
+    ) -> str:
+        """Upload `folder` (with its dataset-metadata.json) as a new private dataset when
+        `message` is None, else as a new version with that message; sub-folders go up as one
+        zip each (`-r zip`). Returns the dataset's URL; UserError when Kaggle refuses."""
+        if message is None:
+            args = ["datasets", "create", "-p", str(folder), "-r", "zip", "-q"]
+        else:
+            args = ["datasets", "version", "-p", str(folder), "-m", message, "-r", "zip", "-q"]
+        out, _ = self.run(args, timeout_s)
+        return parse_dataset_upload_output(out)
 
     def output(
         self, ref: str, dest: Path, version: int | None = None, timeout_s: float = 3600.0

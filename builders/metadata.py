@@ -22,6 +22,9 @@ METADATA_DIR = "kernel-metadata"
 DEFAULTS_FILE = "_defaults.json"
 # Used only so `make build` works without an account; pushing refuses it (require_username).
 PLACEHOLDER_USERNAME = "KAGGLE-USERNAME-NOT-SET"
+# The user's own speech + noise dataset: `make upload-data` creates it under this slug unless
+# told otherwise, and a recipe attaches it by listing the bare slug in `[kernel] dataset_sources`.
+OWN_DATASET_SLUG = "lse-speech-noise"
 
 BOOLEAN_KEYS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 LIST_KEYS = (

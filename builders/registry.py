@@ -1,5 +1,8 @@
 """The run registry: `results/registry.json`, one record per pushed Kaggle version.
 
+It also keeps one record per dataset version `make upload-data` created (`datasets`: ref,
+version, the folder, file counts and a digest of the files), written only once there is one.
+
 Push adds a record (kernel ref, version, time, git commit, config); status/wait/pull update it
 (state, failure message, pulled folder and the sha256 of every pulled file). The leaderboard is
 built from this file plus the pulled `summary.json`s only. Writes are atomic (temp file + rename)
@@ -62,9 +65,39 @@ class RunRecord:
 
 
 @dataclass
+class DatasetRecord:
+    """One dataset version uploaded by `make upload-data`."""
+
+    ref: str  # owner/slug
+    version: int | None  # None until Kaggle has reported it
+    uploaded_at: str
+    source: str  # the folder that was uploaded (never written to)
+    files: int  # audio files uploaded (plus MANIFEST.csv)
+    bytes: int
+    digest: str  # sha256 over every uploaded file's path and sha256, and the staged manifest
+    speech_files: int = 0
+    noise_files: int = 0
+    noncommercial_left_out: int = 0
+    include_noncommercial: bool = False
+    created: bool = False  # a new dataset rather than a new version
+    url: str | None = None
+    status: str | None = None
+    status_at: str | None = None
+
+
+@dataclass
 class Registry:
     path: Path
     runs: list[RunRecord] = field(default_factory=list)
+    datasets: list[DatasetRecord] = field(default_factory=list)
+
+    def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
+        self.datasets.append(record)
+        return record
+
+    def latest_dataset(self, ref: str) -> DatasetRecord | None:
+        mine = [d for d in self.datasets if d.ref == ref]
+        return mine[-1] if mine else None
 
     def latest(self, name: str) -> RunRecord | None:
         mine = [r for r in self.runs if r.name == name]
@@ -86,7 +119,12 @@ class Registry:
         return run
 
     def save(self) -> Path:
-        payload = {"format": REGISTRY_FORMAT, "runs": [dataclasses.asdict(r) for r in self.runs]}
+        payload: dict[str, Any] = {
+            "format": REGISTRY_FORMAT,
+            "runs": [dataclasses.asdict(r) for r in self.runs],
+        }
+        if self.datasets:
+            payload["datasets"] = [dataclasses.asdict(d) for d in self.datasets]
         with atomic_write(self.path, encoding="utf-8") as f:
             json.dump(payload, f, indent=2, sort_keys=False)
             f.write("\n")
@@ -112,8 +150,13 @@ def load_registry(results_dir: Path) -> Registry:
         data = json.loads(path.read_text(encoding="utf-8"))
         known = {f.name for f in dataclasses.fields(RunRecord)}
         runs = [RunRecord(**{k: v for k, v in r.items() if k in known}) for r in data["runs"]]
+        known = {f.name for f in dataclasses.fields(DatasetRecord)}
+        datasets = [
+            DatasetRecord(**{k: v for k, v in d.items() if k in known})
+            for d in data.get("datasets", [])
+        ]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise UserError(
             f"{path}: not a valid run registry ({exc}); restore it from git (git checkout -- {path})"
         ) from exc
-    return Registry(path, runs)
+    return Registry(path, runs, datasets)

@@ -15,8 +15,15 @@ It can also behave the way the real service does where that hurts a client:
 - version labels (`versionLabel: "vN"`, sent by kaggle 2.2.5 for `owner/slug/N`) select that
   version's session, with no staleness;
 - a dataset or kernel source it does not know is reported in `invalidDatasetSources` /
-  `invalidKernelSources` and the push goes ahead anyway. It binds 127.0.0.1 only, serves from a daemon thread and stops by itself
-after `timeout_s`.
+  `invalidKernelSources` and the push goes ahead anyway;
+- `datasets create / version`: StartBlobUpload hands out a token and a `createUrl`, the bytes
+  arrive by PUT, CreateDataset / CreateDatasetVersion take the tokens; an uploaded `.zip` or
+  `.tar` is unpacked into a folder of its name, as Kaggle's backend does for `-r zip|tar`
+  (kaggle-cli PR #111); a refused upload answers HTTP 200 with `status: "error"` and an `error`
+  (`reject_next_dataset`), which the CLI prints and exits 0 on; a new version goes through
+  `dataset_statuses` (one per GetDatasetStatus call) before READY.
+
+It binds 127.0.0.1 only, serves from a daemon thread and stops by itself after `timeout_s`.
 
 Standalone, for a demo of the whole push -> wait -> pull -> report flow:
 
@@ -32,8 +39,10 @@ import json
 import math
 import os
 import re
+import tarfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +50,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from builders.metadata import OWN_DATASET_SLUG
+
 DEFAULT_STATUSES = ("QUEUED", "RUNNING", "COMPLETE")
+# kagglesdk DatabundleVersionStatus names a new dataset version passes through, then READY.
+DEFAULT_DATASET_STATUSES = ("BLOBS_RECEIVED", "BLOBS_DECOMPRESSED", "READY")
 STORAGE_ERROR_BODY = (
     b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
     b"<Message>Access denied.</Message></Error>"
@@ -76,6 +89,53 @@ class FakeRun:
     log: str
     started: float = field(default_factory=time.monotonic)
     status_calls: int = 0
+
+
+@dataclass
+class FakeBlob:
+    name: str
+    length: int
+    data: bytes | None = None  # None until its PUT arrived
+
+
+@dataclass
+class FakeDatasetVersion:
+    number: int
+    files: dict[str, bytes]  # path in the dataset (archives unpacked) -> bytes
+    request: dict[str, Any]
+    statuses: tuple[str, ...]
+    status_calls: int = 0
+
+
+@dataclass
+class FakeDataset:
+    ref: str
+    versions: list[FakeDatasetVersion] = field(default_factory=list)
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        return self.versions[-1].files
+
+
+def unpack_blob(name: str, data: bytes) -> dict[str, bytes]:
+    """A blob as the dataset shows it: an archive becomes a folder named after it."""
+    for ext, opener in ((".zip", "zip"), (".tar", "tar")):
+        if name.endswith(ext):
+            folder = name[: -len(ext)]
+            if opener == "zip":
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    return {
+                        f"{folder}/{i.filename}": z.read(i) for i in z.infolist() if not i.is_dir()
+                    }
+            with tarfile.open(fileobj=io.BytesIO(data)) as t:
+                out = {}
+                for member in t.getmembers():
+                    if not member.isfile():
+                        continue  # a symlink in a tar is not its target's bytes
+                    extracted = t.extractfile(member)
+                    out[f"{folder}/{member.name}"] = extracted.read() if extracted else b""
+                return out
+    return {name: data}
 
 
 # --------------------------------------------------------------------------- canned outputs
@@ -205,13 +265,18 @@ class FakeKaggle:
         unknown_kernel_code: int = 404,
         stale_calls: int = 0,
         datasets: tuple[str, ...] | None = None,
+        dataset_statuses: tuple[str, ...] = DEFAULT_DATASET_STATUSES,
     ) -> None:
         self.username, self.key, self.token = username, key, token
         self.unknown_kernel_code = unknown_kernel_code
         self.stale_calls = stale_calls
         # The team's paired dataset and the user's own speech + noise upload (the mix recipes').
-        default = ("earth16/libri-speech-noise-dataset", f"{username}/lse-speech-noise")
+        default = ("earth16/libri-speech-noise-dataset", f"{username}/{OWN_DATASET_SLUG}")
         self.datasets = set(default if datasets is None else datasets)
+        self.dataset_statuses = dataset_statuses
+        self.uploads: dict[str, FakeDataset] = {}  # datasets created through the API
+        self.blobs: dict[str, FakeBlob] = {}
+        self._dataset_rejections: list[str] = []
         self._stale_left: dict[tuple[str, str], int] = {}  # (ref, method) -> stale answers left
         self._listing: dict[str, FakeRun] = {}
         self.output_page_size = output_page_size
@@ -258,6 +323,10 @@ class FakeKaggle:
 
     def reject_next_push(self, message: str) -> None:
         self._rejections.append(message)
+
+    def reject_next_dataset(self, message: str) -> None:
+        """The next CreateDataset / CreateDatasetVersion answers 200 with this error."""
+        self._dataset_rejections.append(message)
 
     def add_existing_kernel(self, ref: str, plan: RunPlan | None = None) -> FakeRun:
         """A kernel that already has a version (pushed from the Kaggle UI, say)."""
@@ -332,11 +401,13 @@ class FakeKaggle:
         if not self._authorized(auth):
             return 401, {"code": 401, "message": "Unauthenticated"}
         service, _, method = call.partition("/")
-        if call == "datasets.DatasetApiService/GetDatasetStatus":
-            ref = f"{body.get('ownerSlug', '')}/{body.get('datasetSlug', '')}"
-            if ref in self.datasets:
-                return 200, {"status": "READY"}
-            return 404, {"code": 404, "message": f"Dataset {ref} not found"}
+        if call == "blobs.BlobApiService/StartBlobUpload":
+            token = f"blob-{len(self.blobs) + 1}"
+            name = str(body.get("name", ""))
+            self.blobs[token] = FakeBlob(name, int(body.get("contentLength") or 0))
+            return 200, {"token": token, "createUrl": f"http://localhost/fake-upload/{token}"}
+        if service == "datasets.DatasetApiService":
+            return self._dataset_call(method, body)
         if service != "kernels.KernelsApiService":
             return 404, {"code": 404, "message": f"not implemented here: {call}"}
         if method == "SaveKernel":
@@ -367,6 +438,69 @@ class FakeKaggle:
             meta["currentVersionNumber"] = run.version
             return 200, {"blob": blob, "metadata": meta}
         return 404, {"code": 404, "message": f"not implemented here: {call}"}
+
+    # --- datasets
+    def _dataset_call(self, method: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if method == "CreateDataset":
+            ref = f"{body.get('ownerSlug', '')}/{body.get('slug', '')}"
+            return self._new_dataset_version(ref, body, body.get("files") or [], create=True)
+        if method == "CreateDatasetVersion":
+            ref = f"{body.get('ownerSlug', '')}/{body.get('datasetSlug', '')}"
+            inner = body.get("body") or {}
+            return self._new_dataset_version(ref, body, inner.get("files") or [], create=False)
+        ref = f"{body.get('ownerSlug', '')}/{body.get('datasetSlug', '')}"
+        if ref not in self.datasets:
+            return 404, {"code": 404, "message": f"Dataset {ref} not found"}
+        upload = self.uploads.get(ref)
+        if method == "GetDatasetStatus":
+            if upload is None:
+                return 200, {"status": "READY"}
+            version = upload.versions[-1]
+            index = min(version.status_calls, len(version.statuses) - 1)
+            version.status_calls += 1
+            return 200, {"status": version.statuses[index]}
+        if method == "GetDataset":
+            number = upload.versions[-1].number if upload else 1
+            return 200, {"ref": ref, "title": ref, "currentVersionNumber": number}
+        return 404, {"code": 404, "message": f"not implemented here: datasets {method}"}
+
+    def _new_dataset_version(
+        self, ref: str, body: dict[str, Any], files: list[dict[str, Any]], create: bool
+    ) -> tuple[int, Any]:
+        def refused(message: str) -> tuple[int, Any]:
+            return 200, {"ref": "", "url": "", "status": "error", "error": message}
+
+        if self._dataset_rejections:
+            return refused(self._dataset_rejections.pop(0))
+        if not ref.startswith(self.username + "/"):
+            return refused(f"You cannot create or update datasets for {ref.split('/')[0]!r}")
+        if create and ref in self.datasets:
+            return refused(f"The requested slug {ref!r} is already in use by a dataset.")
+        if not create and ref not in self.uploads:
+            return 404, {"code": 404, "message": f"Dataset {ref} not found"}
+        if create and not body.get("licenseName"):
+            return refused("A license is required")
+        content: dict[str, bytes] = {}
+        for f in files:
+            blob = self.blobs.get(str(f.get("token", "")))
+            if blob is None or blob.data is None or len(blob.data) != blob.length:
+                return refused(f"Blob token {f.get('token')!r} has no complete upload")
+            content.update(unpack_blob(blob.name, blob.data))
+        if not content:
+            return refused("A dataset version needs at least one file")
+        upload = self.uploads.setdefault(ref, FakeDataset(ref))
+        number = len(upload.versions) + 1
+        upload.versions.append(FakeDatasetVersion(number, content, body, self.dataset_statuses))
+        self.datasets.add(ref)
+        return 200, {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"}
+
+    def handle_upload(self, path: str, data: bytes) -> int:
+        m = re.match(r"^/fake-upload/([\w-]+)$", path)
+        blob = self.blobs.get(m.group(1)) if m else None
+        if blob is None:
+            return 404
+        blob.data = data
+        return 200
 
     def _session(self, ref: str, runs: list[FakeRun], method: str, body: dict) -> FakeRun | None:
         """The version a call is about: the labelled one, else the latest, except that right
@@ -474,6 +608,25 @@ class FakeKaggle:
                     server.requests.append(Received("GET", path, None, None))
                     code, payload, ctype = server.handle_download(path)
                 self._send(code, payload, ctype)
+
+            def do_PUT(self) -> None:
+                path = urlsplit(self.path).path
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    data = b"".join(parts)
+                else:
+                    data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server._lock:
+                    server.requests.append(Received("PUT", path, None, None))
+                    code = server.handle_upload(path, data)
+                self._send(code, b"", "text/plain")
 
             def do_CONNECT(self) -> None:  # https through the proxy: refused, never forwarded
                 self._send(405, b"", "text/plain")
