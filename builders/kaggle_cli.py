@@ -91,6 +91,9 @@ VERSION_LABELS_SINCE = (2, 2, 5)
 # exist (kaggle-cli PR #951), and the CLI prints the same for a 401: it cannot be told apart from
 # "not yours". Callers decide what it means (a never-pushed kernel is new).
 DENIED = "Permission 'kernels.get' was denied"
+# The same answer about a dataset (assumed by analogy: `datasets status` of a slug that does not
+# exist yet is taken as "not there", and `datasets create` then says if it is someone else's).
+DENIED_GET = re.compile(r"Permission '(kernels|datasets)\.get' was denied")
 
 
 class KernelNotFound(UserError):
@@ -298,10 +301,13 @@ class KaggleCli:
         if proc.returncode != 0:
             whole = f"{out}\n{err}"
             reason = error_line(out, err) or f"exit code {proc.returncode}"
-            if DENIED in whole:
+            denied = DENIED_GET.search(whole)
+            if denied:
                 # The CLI's own text is a paragraph about benchmark slugs; say it plainly.
+                what = "kernel" if denied.group(1) == "kernels" else "dataset"
                 raise KernelNotFound(
-                    f"{label}: Kaggle denied access ({DENIED}): the kernel does not exist yet, "
+                    f"{label}: Kaggle denied access ({denied.group(0)}): the {what} does not "
+                    "exist yet, "
                     "is not yours, or the credentials from "
                     f"{self.credentials().source} are not current"
                 )

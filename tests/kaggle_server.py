@@ -266,6 +266,7 @@ class FakeKaggle:
         stale_calls: int = 0,
         datasets: tuple[str, ...] | None = None,
         dataset_statuses: tuple[str, ...] = DEFAULT_DATASET_STATUSES,
+        unknown_dataset_code: int = 404,
     ) -> None:
         self.username, self.key, self.token = username, key, token
         self.unknown_kernel_code = unknown_kernel_code
@@ -274,6 +275,7 @@ class FakeKaggle:
         default = ("earth16/libri-speech-noise-dataset", f"{username}/{OWN_DATASET_SLUG}")
         self.datasets = set(default if datasets is None else datasets)
         self.dataset_statuses = dataset_statuses
+        self.unknown_dataset_code = unknown_dataset_code
         self.uploads: dict[str, FakeDataset] = {}  # datasets created through the API
         self.blobs: dict[str, FakeBlob] = {}
         self._dataset_rejections: list[str] = []
@@ -450,6 +452,8 @@ class FakeKaggle:
             return self._new_dataset_version(ref, body, inner.get("files") or [], create=False)
         ref = f"{body.get('ownerSlug', '')}/{body.get('datasetSlug', '')}"
         if ref not in self.datasets:
+            if self.unknown_dataset_code == 403:
+                return 403, {"code": 403, "message": "Permission 'datasets.get' was denied"}
             return 404, {"code": 404, "message": f"Dataset {ref} not found"}
         upload = self.uploads.get(ref)
         if method == "GetDatasetStatus":

@@ -266,13 +266,14 @@ def test_a_folder_with_a_corrupt_file_uploads_nothing_and_names_it(set_up, tmp_p
 def test_a_refused_upload_is_one_error_line(set_up, tmp_path: Path):
     root = make_folder(tmp_path / "data")
     reason = "Your account has reached its private dataset storage limit"
-    with FakeKaggle(datasets=(), timeout_s=120) as fake:
+    # 403 for a dataset that does not exist yet, as Kaggle answers for kernels: taken as new.
+    with FakeKaggle(datasets=(), unknown_dataset_code=403, timeout_s=120) as fake:
         fake.reject_next_dataset(reason)
         proc = upload(_env(fake, tmp_path), f"DATA={root}", "DATASET=my-own-sounds")
         assert proc.returncode == 2, proc.stdout
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and reason in errors[0]
-        assert fake.uploads == {}
+        assert fake.uploads == {} and len(fake.calls("CreateDataset")) == 1
     assert load_registry(tmp_path / "results").datasets == []
 
 
@@ -282,3 +283,16 @@ def test_make_without_a_folder_says_how():
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error:") and "DATA=" in proc.stderr
+
+
+def test_a_folder_inside_the_staging_folder_is_refused_before_anything_runs(tmp_path: Path):
+    from builders.kaggle_cli import KaggleCli
+    from builders.upload_data import UploadConfig, upload_data
+
+    cfg = UploadConfig(results_dir=tmp_path / "results", staging_root=tmp_path / "staging")
+    root = make_folder(cfg.staging_root / OWN_DATASET_SLUG / "data")
+    before = snapshot(root)
+    cli = KaggleCli(env={"KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "k", "HOME": str(tmp_path)})
+    with pytest.raises(UserError, match="staging"):
+        upload_data(root, cfg=cfg, cli=cli)
+    assert snapshot(root) == before
