@@ -7,18 +7,25 @@ import importlib
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from typing import NoReturn
 
 from common.errors import UserError
 
-# Each module defines `register(subparsers)`, which adds its commands with `set_defaults(func=...)`.
-COMMAND_MODULES = (
-    "common.commands.data",
-    "common.commands.evaluate",
-    "common.commands.train",
-    "common.commands.enhance",
-    "common.commands.export",
-)
+# Each module defines `register(subparsers)`, which adds its command with `set_defaults(func=...)`.
+# A run imports only the module of the command it names (`enhance` never loads the metrics, pystoi
+# or scipy.signal of `evaluate`); the others are listed by name and the help line here, which a
+# test keeps equal to the help each module registers.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("common.commands.data", "prepare and check data"),
+    "evaluate": (
+        "common.commands.evaluate",
+        "PESQ/STOI/ESTOI/SI-SDR of noisy (and enhanced) files against clean ones",
+    ),
+    "train": ("common.commands.train", "train a model"),
+    "enhance": ("common.commands.enhance", "enhance audio files with a checkpoint"),
+    "export": ("common.commands.export", "export a checkpoint to ONNX (fp32 or int8)"),
+}
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> str:
@@ -36,18 +43,32 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first word that is not an option (the top level has none
+    but -h)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of `python -m common`. Given the command line `argv`, only the module of the
+    command it names is imported, and the other commands are listed by their help line; without
+    it, every command is registered in full (documentation, tests)."""
     parser = OneLineArgumentParser(prog="python -m common", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    wanted = None if argv is None else _named_command(argv)
+    for name, (module, help_line) in COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(module).register(sub)
+        else:  # listed by `--help` and accepted as a choice, never parsed (not the named command)
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warnings
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -1,0 +1,115 @@
+"""`enhance` on a folder of many short files (issue 23, folder speed): a command imports only
+what it uses, `--help` still lists everything, and the faster folder path writes what the
+one-file-at-a-time path wrote. Each command case runs `python -m common ...` as a user types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from train_helpers import save_model_checkpoint
+
+from common.cli import COMMANDS, build_parser
+from common.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_LITE = {"width": 16, "enc_channels": 8, "time_hidden": 16, "n_blocks": 1}
+# What `evaluate` and the data tools need, and `enhance` must not load at start-up.
+NOT_FOR_ENHANCE = ("pystoi", "pesq", "scipy.signal", "common.metrics", "matplotlib")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = build_model("lite", **SMALL_LITE)
+    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "lite.pt", model)
+
+
+def cli(*args: str, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "common", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def short_files(folder: Path, n: int, seed: int = 0) -> Path:
+    """`n` noisy tones of different lengths (0.3-1.2 s), some at another rate, one stereo."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sr = 22050 if i % 4 == 3 else 16000
+        t = np.arange(int(sr * rng.uniform(0.3, 1.2))) / sr
+        wav = 0.2 * np.sin(2 * np.pi * rng.uniform(150, 900) * t)
+        wav = (wav + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        if i == 1:
+            wav = np.stack([wav, 0.5 * wav], axis=1)
+        (folder / "sub").mkdir(parents=True, exist_ok=True)
+        sf.write(folder / ("sub" if i % 3 == 0 else "") / f"{i:02d}.wav", wav, sr)
+    return folder
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Module names from `python -X importtime` output."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                names.add(name)
+    return names
+
+
+# --- start-up: a command imports only what it uses -------------------------------------------
+
+
+def test_help_lists_every_command_with_the_help_its_module_registers():
+    proc = cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    full = build_parser()  # every module imported and registered
+    registered = {a.dest: a.help for a in full._subparsers._group_actions[0]._choices_actions}
+    assert registered == {name: help_line for name, (_, help_line) in COMMANDS.items()}
+    for name in registered:
+        assert f"    {name} " in proc.stdout, proc.stdout
+
+
+def test_enhance_help_lists_all_its_options():
+    full = build_parser()
+    enhance_parser = full._subparsers._group_actions[0].choices["enhance"]
+    options = [s for a in enhance_parser._actions for s in a.option_strings]
+    proc = cli("enhance", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert options and all(opt in proc.stdout for opt in options)
+    assert "IN" in proc.stdout and "OUT" in proc.stdout
+
+
+def test_an_unknown_command_is_one_error_line_naming_the_commands():
+    proc = cli("enhanse", "x", "y")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "invalid choice" in lines[0]
+    assert all(repr(name) in lines[0] for name in COMMANDS)
+
+
+def test_enhance_does_not_import_the_metrics_or_scipy_signal(tmp_path, ckpt):
+    short_files(tmp_path / "in", 3)
+    proc = cli(
+        "enhance", "--ckpt", str(ckpt), "--no-progress", str(tmp_path / "in"),
+        str(tmp_path / "out"), python_flags=("-X", "importtime"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    loaded = imported_modules(proc.stderr)
+    assert "common.enhance" in loaded  # the parsing above works
+    assert not [m for m in loaded if m.startswith(NOT_FOR_ENHANCE)], sorted(loaded)
+    # The other commands' modules are not imported either.
+    others = [mod for name, (mod, _) in COMMANDS.items() if name != "enhance"]
+    assert not loaded & set(others)
