@@ -28,7 +28,9 @@ import math
 import os
 import tempfile
 import warnings
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -65,6 +67,8 @@ _SOUNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 MIN_CHUNK_SECONDS = 1.0
 MAX_CHUNK_SECONDS = 120.0
 DEFAULT_CHUNK_SECONDS = 30.0
+# Outputs of a folder run that may wait for the writer thread (each is held in memory meanwhile).
+WRITES_AHEAD = 2
 
 
 def _state_dict_mismatch(model: nn.Module, weights: dict) -> str:
@@ -351,6 +355,9 @@ def write_atomically(
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            # Durable before it gets its name: after a power cut `dst` holds the whole file or
+            # nothing, never the empty file a later run would keep as done (a kill needs no
+            # fsync; a crash does). enhance_path runs this on a writer thread, off the model's way.
             os.fsync(f.fileno())
         set_usual_permissions(tmp)
         if overwrite:
@@ -376,13 +383,9 @@ def _output_subtype(src_subtype: str, dst: Path) -> str:
     return src_subtype if src_subtype in allowed else "PCM_16"
 
 
-def enhance_file(
-    enhancer: Enhancer, src: str | Path, dst: str | Path, *, overwrite: bool = False
-) -> bool:
-    """Enhance one WAV/FLAC file into `dst` with the same rate, length, channels and sample
-    format, written through `write_atomically`. False when `dst` exists and `overwrite` is off
-    (e.g. a concurrent run wrote it first): that file is kept."""
-    src, dst = Path(src), Path(dst)
+def _enhanced_writer(enhancer: Enhancer, src: Path, dst: Path) -> Callable[[BinaryIO], None]:
+    """Enhance `src`; returns the function that writes the result in `dst`'s format (the same
+    rate, length, channels and, where `dst`'s format allows it, sample format as `src`)."""
     info = audio_info(src)  # one-line AudioError for unreadable files
     try:
         wav, sr = sf.read(str(src), dtype="float32")
@@ -398,11 +401,17 @@ def enhance_file(
     if not np.all(np.isfinite(out)):
         raise AudioError(f"{src}: the model produced NaN/inf samples; the checkpoint is broken")
     subtype, fmt = _output_subtype(info.subtype, dst), _SOUNDFILE_FORMATS[dst.suffix.lower()]
-    return write_atomically(
-        dst,
-        lambda f: sf.write(f, np.clip(out, -1.0, 1.0), sr, subtype=subtype, format=fmt),
-        overwrite=overwrite,
-    )
+    return lambda f: sf.write(f, np.clip(out, -1.0, 1.0), sr, subtype=subtype, format=fmt)
+
+
+def enhance_file(
+    enhancer: Enhancer, src: str | Path, dst: str | Path, *, overwrite: bool = False
+) -> bool:
+    """Enhance one WAV/FLAC file into `dst` with the same rate, length, channels and sample
+    format, written through `write_atomically`. False when `dst` exists and `overwrite` is off
+    (e.g. a concurrent run wrote it first): that file is kept."""
+    src, dst = Path(src), Path(dst)
+    return write_atomically(dst, _enhanced_writer(enhancer, src, dst), overwrite=overwrite)
 
 
 @dataclass
@@ -528,18 +537,38 @@ def enhance_path(
         prepare_output_folder(first_in_folder)
         for stale in remove_stale_temp_files(first_in_folder.parent):
             warnings.warn(f"{stale}: removed, left by a killed run", stacklevel=2)
-    for s, d in tqdm(jobs, desc="enhance", unit="file", disable=not progress or len(jobs) < 2):
+
+    def settle(s: Path, d: Path, writing: Future) -> None:
         try:
-            written = enhance_file(enhancer, s, d, overwrite=overwrite)
+            written = writing.result()
         except UserError as exc:
             if single:
                 raise
-            warnings.warn(f"{exc}", stacklevel=2)
+            warnings.warn(f"{exc}", stacklevel=3)
             run.failed.append((s, str(exc)))
-            continue
+            return
         if written:
             run.written.append(d)
         else:
-            warnings.warn(f"{d}: written meanwhile by another run, kept", stacklevel=2)
+            warnings.warn(f"{d}: written meanwhile by another run, kept", stacklevel=3)
             run.kept.append(d)
+
+    # Each output is written (and made durable, see `write_atomically`) on a writer thread while
+    # the next file is enhanced; at most WRITES_AHEAD outputs wait in memory for it.
+    pending: deque[tuple[Path, Path, Future]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="enhance-writer") as writer:
+        for s, d in tqdm(jobs, desc="enhance", unit="file", disable=not progress or len(jobs) < 2):
+            try:
+                write = _enhanced_writer(enhancer, s, d)
+            except UserError as exc:
+                if single:
+                    raise
+                warnings.warn(f"{exc}", stacklevel=2)
+                run.failed.append((s, str(exc)))
+                continue
+            pending.append((s, d, writer.submit(write_atomically, d, write, overwrite=overwrite)))
+            while len(pending) > WRITES_AHEAD:
+                settle(*pending.popleft())
+        while pending:
+            settle(*pending.popleft())
     return run
