@@ -4,8 +4,8 @@
    on 10 s, training throughput (3 s clips, batch 8).
 2. Speed of every shipped checkpoint (checkpoints/*.pt) and of the low-latency recipe: streaming
    per-hop compute, in PyTorch and through its streaming ONNX export, and the total latency
-   (window + per-hop p99); then `enhance` on a folder of 30 minutes of speech, start-up included
-   (scripts.bench_enhance).
+   (window + per-hop p99); then `enhance` on a folder of 30 minutes of speech and on one of 800
+   short files (2-4 s), start-up included (scripts.bench_enhance).
 3. Evaluation throughput: `evaluate_pairs` on 105 pairs of 3 s (scripts.bench_eval).
 4. Quality (scripts.bench_quality): the previous and the new `lite` recipe and the low-latency
    one, each trained for the same CPU budget, plus noisy, `noisereduce` and the shipped

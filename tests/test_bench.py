@@ -71,6 +71,7 @@ def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, 
     import subprocess
     import sys
 
+    import soundfile as sf
     import torch
     from train_helpers import save_model_checkpoint
 
@@ -79,13 +80,25 @@ def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, 
     torch.manual_seed(0)
     ckpt = save_model_checkpoint(tmp_path / "lite.pt", build_model("lite"))
     cmd = ["-m", "scripts.bench_enhance", "--ckpt", str(ckpt), "--data", str(shared_data)]
-    cmd += ["--work", str(tmp_path / "work"), "--minutes", "0.1"]
-    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, check=True)
+    n_short = 3
+    cmd += ["--work", str(tmp_path / "work"), "--minutes", "0.1", "--short-files", str(n_short)]
+    done = subprocess.run(
+        [sys.executable, *cmd, "--repeats", "1"], capture_output=True, text=True, check=True
+    )
     assert "| PyTorch (--ckpt) |" in done.stdout and "| onnxruntime (--onnx) |" in done.stdout
-    # The folder links the speech files (nothing copied) and every one was enhanced.
+    # The long folder links the speech files (nothing copied) and every one was enhanced.
     folder = tmp_path / "work" / "speech0.1min"
     links = sorted(folder.iterdir())
     assert links and all(p.is_symlink() for p in links)
-    assert sorted(p.name for p in (tmp_path / "work" / "enhanced").iterdir()) == [
-        p.name for p in links
-    ]
+    enhanced = tmp_path / "work" / "enhanced"
+    assert sorted(p.name for p in (enhanced / folder.name).iterdir()) == [p.name for p in links]
+    # The short folder: its files, 2-4 s of 16 kHz mono each, all enhanced; one row per back-end.
+    short = tmp_path / "work" / f"short{n_short}"
+    files = sorted(p.name for p in short.glob("*.wav"))
+    assert len(files) == n_short
+    for name in files:
+        info = sf.info(str(short / name))
+        assert info.samplerate == 16000 and info.channels == 1 and 2.0 <= info.duration <= 4.0
+    assert sorted(p.name for p in (enhanced / short.name).iterdir()) == files
+    rows = [ln for ln in done.stdout.splitlines() if ln.startswith(f"| {short.name} | {n_short} |")]
+    assert len(rows) == 2
