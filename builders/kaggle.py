@@ -326,11 +326,21 @@ def check_sources(name: str, meta: dict[str, Any], cli: KaggleCli) -> None:
     notebook anyway, which then spends a GPU session failing to find its data.
     """
     own = str(meta["id"])
-    where = f"kernel-metadata/{name}.json"
+    user = own.split("/")[0]
+    recipe = REPO / "recipes" / f"{name}.toml"
+    where = f"recipes/{name}.toml [kernel]" if recipe.is_file() else f"kernel-metadata/{name}.json"
     for source in meta.get("dataset_sources") or []:
+        owner, slug = (source.split("/") + [""])[:2]
         try:
-            cli.dataset_status("/".join(source.split("/")[:2]))
+            cli.dataset_status(f"{owner}/{slug}")
         except KernelNotFound:
+            if owner == user:  # the user's own speech + noise, not uploaded yet
+                raise UserError(
+                    f"dataset source {source!r} (your own data, named in dataset_sources in "
+                    f"{where}) is not on Kaggle yet: create it with `make upload-data "
+                    f"DATA=FOLDER DATASET={slug}`, or remove it to train on the public dataset; "
+                    "nothing was pushed"
+                ) from None
             raise UserError(
                 f"dataset source {source!r} is not on Kaggle (or not visible to you): fix "
                 f"dataset_sources in {where} (or _defaults.json); nothing was pushed"

@@ -34,6 +34,7 @@ from traitlets.config import Config
 from builders.build import REPO, build_notebook, notebook_names, recipe_notebooks
 from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
+from common.config import load_recipe
 from common.errors import UserError
 
 SMOKE_DIR = Path("build", "smoke")
@@ -213,14 +214,18 @@ def smoke_parameters(
     work_dir: Path,
     output_dir: Path,
     smoke_dir: Path,
+    source: str = "kaggle",
 ) -> dict:
-    """Tiny settings for the parameters the notebook declares (papermill warns about others).
+    """Tiny settings for the parameters the notebook declares (papermill warns about others);
+    `source`: the recipe's data source.
 
     The run's settings go in as `overrides` of the recipe (or of the evaluated checkpoint's
     configuration): the synthetic corpus in the Kaggle layout, a few pairs, one short epoch.
     """
     overrides = {
-        "data.source": "kaggle",
+        # A mixing recipe remixes the synthetic pairs (common.remix); every other notebook reads
+        # them as fixed pairs.
+        "data.source": source if source in ("mix", "remix") else "kaggle",
         "data.root": str(data_dir),
         "data.work_dir": str(work_dir),
         "data.max_test_pairs": cfg.max_test_pairs,
@@ -380,7 +385,9 @@ def run_one(
         notebook = build_notebook(name, repo=repo)
         cwd = tmp / name
         cwd.mkdir()
-        params = smoke_parameters(notebook, cfg, data_dir, cwd / "work", out, smoke_dir)
+        recipes = recipe_notebooks(repo)
+        source = load_recipe(name, repo / "recipes").data.source if name in recipes else "kaggle"
+        params = smoke_parameters(notebook, cfg, data_dir, cwd / "work", out, smoke_dir, source)
         error: UserError | None = None
         try:
             execute(notebook, executed, params, kernel_name, cwd, cfg.cell_timeout_s)

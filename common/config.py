@@ -33,11 +33,15 @@ class DataConfig:
     """Where training pairs come from and how they are cut."""
 
     # "kaggle": the team's paired dataset (7z archives or extracted folders);
-    # "mix": clean speech + noise mixed on the fly (speaker-disjoint splits);
+    # "mix": clean speech + noise mixed on the fly (speaker-disjoint splits); from a root with
+    #   speech/ + noise/, else from a paired dataset: its clean files and the residual noise of
+    #   other pairs, remixed (common.remix; the public Kaggle dataset on Kaggle);
+    # "remix": a paired dataset remixed, never speech/ + noise/ folders;
     # "synthetic": a small generated corpus in the Kaggle layout (tests, smoke).
     source: str = "kaggle"
-    # kaggle: the dataset root; mix: a folder with speech/ and noise/ (+ MANIFEST.csv).
-    # "auto": /kaggle/input on Kaggle, else ../shared/data (or $SHARED_DATA) for mix.
+    # kaggle, remix: the dataset root; mix: a folder with speech/ and noise/ (+ MANIFEST.csv)
+    # or a paired dataset. "auto": ../shared/data (or $SHARED_DATA) for mix, else (or when no
+    # speech/ + noise/ dataset is attached) the public dataset under /kaggle/input.
     root: str = "auto"
     work_dir: str = "auto"  # where archives are extracted
     segment_seconds: float = 3.0
@@ -54,7 +58,7 @@ class DataConfig:
             raise UserError(f"data.source={self.source!r}: use one of {', '.join(DATA_SOURCES)}")
 
 
-DATA_SOURCES = ("kaggle", "mix", "synthetic")
+DATA_SOURCES = ("kaggle", "mix", "remix", "synthetic")
 
 
 @dataclass

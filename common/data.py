@@ -261,7 +261,7 @@ def extract_archive(archive: Path, dest: Path, *, use_binary: bool | None = None
     return dest
 
 
-def _find_kaggle_items(root: Path, max_depth: int = 3) -> dict[str, Path]:
+def find_kaggle_items(root: Path, max_depth: int = 3) -> dict[str, Path]:
     """Map 'train', 'y_train', ... to an archive `<name>.7z` or a folder `<name>/` below `root`.
 
     Kaggle mounts a dataset under /kaggle/input/<slug>/, sometimes one folder deeper; an archive
@@ -308,7 +308,7 @@ def prepare_kaggle_data(root: Path, work_dir: Path, *, need_train: bool = True) 
     root, work_dir = Path(root), Path(work_dir)
     if not root.is_dir():
         raise UserError(f"{root}: data folder not found; attach the dataset or check the path")
-    items = _find_kaggle_items(root)
+    items = find_kaggle_items(root)
     splits: dict[str, list[AudioPair]] = {"train": [], "test": []}
     for split, (noisy_name, clean_name) in KAGGLE_SPLITS.items():
         missing = [n for n in (noisy_name, clean_name) if n not in items]

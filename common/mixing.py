@@ -186,27 +186,46 @@ class MixingDataset(torch.utils.data.Dataset):
     def _is_silent_file(self, path: Path) -> bool:
         if path in self._silent:
             return True
-        if _rms(load_audio(path, self.sr)) < SILENCE_RMS:
+        if _rms(self._load(path)) < SILENCE_RMS:
             warnings.warn(f"{path}: silent (no energy), skipped", stacklevel=4)
             self._silent.add(path)
             return True
         return False
 
-    def _draw(self, rng: np.random.Generator, files: list[Path], frames: list[int], loop: bool):
+    def _read(self, path: Path, start: int, frames: int) -> np.ndarray:
+        """`frames` samples of a file from `start` (zero-padded); `RemixDataset` reads residuals."""
+        return read_segment(path, start, frames, self.sr)
+
+    def _load(self, path: Path) -> np.ndarray:
+        """A whole file."""
+        return load_audio(path, self.sr)
+
+    def _excluded_noise(self, speech_file: Path) -> Path | None:
+        """A noise file this utterance must not be mixed with (none here)."""
+        return None
+
+    def _draw(
+        self,
+        rng: np.random.Generator,
+        files: list[Path],
+        frames: list[int],
+        loop: bool,
+        exclude: Path | None = None,
+    ):
         # The same number of draws happens whatever is cached, so items stay reproducible.
         for _ in range(20):
             idx, u_start, u_offset = int(rng.integers(len(files))), rng.random(), rng.random()
             path, n = files[idx], frames[idx]
-            if path in self._silent:
+            if path in self._silent or path == exclude:
                 continue
             if n >= self.segment:
                 start = int(u_start * (n - self.segment + 1))
-                wav = read_segment(path, start, self.segment, self.sr)
+                wav = self._read(path, start, self.segment)
             elif loop:
-                whole = load_audio(path, self.sr)
+                whole = self._load(path)
                 wav = _loop_to(whole, self.segment, int(u_offset * len(whole)))
             else:
-                wav = read_segment(path, 0, self.segment, self.sr)  # zero-padded
+                wav = self._read(path, 0, self.segment)  # zero-padded
             if _rms(wav) >= SILENCE_RMS:
                 return path, wav
             # A silent file is remembered and never used again; a silent crop (a long pause)
@@ -227,7 +246,9 @@ class MixingDataset(torch.utils.data.Dataset):
         babble = self.train and self.cfg.babble_prob > 0 and rng.random() < self.cfg.babble_prob
         # Drawn even when babble replaces it, so that the talkers come from the same stream of
         # random numbers whatever the noise folder holds (one short read per babble item).
-        noise_file, noise = self._draw(rng, self.noise, self.noise_frames, loop=True)
+        noise_file, noise = self._draw(
+            rng, self.noise, self.noise_frames, loop=True, exclude=self._excluded_noise(speech_file)
+        )
         talkers: list[Path] = []
         if babble:
             noise, talkers = self._babble(rng)
@@ -366,18 +387,93 @@ def make_testset(
         raise UserError(f"n_items={n_items}: must be at least 1")
     split = real_corpus_splits(data_root, seed, exclude_noncommercial)["test"]
     out_dir = Path(out_dir)
+    rows = _write_mixtures(
+        data_root,
+        split,
+        out_dir / "noisy",
+        out_dir / "clean",
+        n_items,
+        lambda i, rng: float(snrs[i % len(snrs)]),
+        level_db,
+        np.random.default_rng(seed),
+    )
+    _write_csv(out_dir / "testset.csv", rows)
+    return out_dir
+
+
+def make_paired_corpus(
+    data_root: Path,
+    out_dir: Path,
+    snr_db: tuple[float, float] = (5.0, 20.0),
+    seed: int = 0,
+    exclude_noncommercial: bool = True,
+    level_db: tuple[float, float] = (-35.0, -15.0),
+) -> Path:
+    """A fixed paired corpus made the way the team's public dataset was (each utterance once,
+    with one noise at an SNR drawn from `snr_db`), in its layout: `train/` + `y_train/` from the
+    training and validation speakers and noises, `test/` + `y_test/` from the test split (the
+    speakers and noises `make_testset` uses), and pairs.csv. Same output for the same inputs."""
+    splits = real_corpus_splits(data_root, seed, exclude_noncommercial)
+    out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
+    rows = []
+    for noisy_name, clean_name, split in (
+        ("train", "y_train", CorpusSplit(
+            splits["train"].speech + splits["val"].speech,
+            splits["train"].noise + splits["val"].noise,
+        )),
+        ("test", "y_test", splits["test"]),
+    ):  # fmt: skip
+        written = _write_mixtures(
+            data_root,
+            split,
+            out_dir / noisy_name,
+            out_dir / clean_name,
+            len(split.speech),
+            lambda i, rng: float(rng.uniform(*snr_db)),
+            level_db,
+            rng,
+            each_once=True,
+        )
+        rows += [{"split": noisy_name, **row} for row in written]
+    _write_csv(out_dir / "pairs.csv", rows)
+    return out_dir
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_mixtures(
+    data_root: Path,
+    split: CorpusSplit,
+    noisy_dir: Path,
+    clean_dir: Path,
+    n_items: int,
+    snr_of,
+    level_db: tuple[float, float],
+    rng: np.random.Generator,
+    each_once: bool = False,
+) -> list[dict]:
+    """Whole utterances of `split` (in a seeded order) mixed with a looped or cropped noise of
+    `split`, SNR `snr_of(i, rng)`; written as same-named noisy/clean files. `each_once`: at most
+    one mixture per utterance (fewer than `n_items` when some are silent or unreadable)."""
     speech_order = rng.permutation(len(split.speech))
     rows = []
     i = attempts = 0
     while len(rows) < n_items:
+        if each_once and i >= len(split.speech):
+            break
         attempts += 1
         if attempts > 4 * n_items + len(split.speech):
             raise UserError(f"{data_root}: too many silent or unreadable files in the test split")
         speech_path = split.speech[speech_order[i % len(split.speech)]]
         i += 1
         noise_path = split.noise[int(rng.integers(len(split.noise)))]
-        snr = float(snrs[len(rows) % len(snrs)])
+        snr = snr_of(len(rows), rng)
         level = float(rng.uniform(*level_db))
         try:
             speech = load_audio(speech_path, warn=True)
@@ -391,20 +487,20 @@ def make_testset(
         noise = _loop_to(noise, len(speech), int(rng.integers(len(noise))))
         noisy, clean, _ = mix_at_snr(speech, noise, snr, level)
         name = f"{len(rows):04d}_{speech_path.stem}_snr{snr:g}.wav"
-        write_audio(out_dir / "noisy" / name, noisy)
-        write_audio(out_dir / "clean" / name, clean)
+        if each_once:  # the speaker stays readable in the name (common.remix.pair_group)
+            name = f"{speech_path.stem}.wav"
+            if (clean_dir / name).exists():  # the same stem in two speech folders
+                name = f"{speech_path.parent.name}_{name}"
+        write_audio(noisy_dir / name, noisy)
+        write_audio(clean_dir / name, clean)
         rows.append(
             {
                 "name": name,
                 "speech_file": speech_path.relative_to(data_root).as_posix(),
                 "noise_file": noise_path.relative_to(data_root).as_posix(),
-                "snr_db": f"{snr:g}",
+                "snr_db": f"{snr:g}" if not each_once else f"{snr:.2f}",
                 "level_db": f"{level:.2f}",
                 "seconds": f"{len(clean) / SAMPLE_RATE:.3f}",
             }
         )
-    with open(out_dir / "testset.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return out_dir
+    return rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from common.data import (
     PairedDataset,
     check_alignment,
     discover_pairs,
+    find_kaggle_items,
     find_pair_dirs,
     prepare_kaggle_data,
     split_pairs,
@@ -34,7 +36,9 @@ from common.data import (
 from common.distributed import launch_processes
 from common.errors import UserError
 from common.losses import EnhancementLoss
+from common.mixing import MixConfig, MixingDataset, make_testset, real_corpus_splits
 from common.models import MODEL_REGISTRY, build_model, model_names
+from common.remix import RemixDataset, left_out_counts, measure_pairs, split_by_speaker
 from common.train import Trainer, seed_everything
 
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -42,6 +46,7 @@ KAGGLE_DATASET_SLUG = "libri-speech-noise-dataset"
 SYNTHETIC_MIN_PAIRS = 16  # training pairs in the synthetic corpus (more for a larger batch)
 MIX_TEST_ITEMS = 48  # held-out mixtures scored after a `mix` run
 MIX_TEST_SNRS = (0.0, 5.0, 10.0, 15.0)
+REMIX_TEST_FRACTION = 0.1  # of a folder of pairs without a test split of its own
 
 
 @dataclass
@@ -75,20 +80,51 @@ def _kaggle_dataset_root(root: str) -> Path:
     return found[0]
 
 
-def _mix_root(root: str) -> Path:
-    """A folder with speech/ and noise/: `root`, else $SHARED_DATA, ../shared/data or an input."""
+def _is_speech_noise(path: Path) -> bool:
+    return (path / "speech").is_dir() and (path / "noise").is_dir()
+
+
+def is_paired_root(path: Path) -> bool:
+    """A paired dataset: the Kaggle layout (train/y_train archives or folders) or noisy/ + clean/."""
+    if not path.is_dir():
+        return False
+    if {"train", "y_train"} <= set(find_kaggle_items(path)):
+        return True
+    try:
+        find_pair_dirs(path)
+    except UserError:
+        return False
+    return True
+
+
+def _mix_root(root: str, source: str) -> Path:
+    """What a mixing run draws from: a folder with speech/ and noise/ (`root`, else $SHARED_DATA,
+    ../shared/data or an attached dataset with them), else a paired dataset whose residuals
+    become the noise (`root`, else the team's public dataset under /kaggle/input).
+    `source = "remix"` takes a paired dataset only."""
     if root != "auto":
-        candidates = [Path(root)]
-    else:
+        path = Path(root)
+        if source == "mix" and _is_speech_noise(path) or is_paired_root(path):
+            return path
+        wanted = (
+            "a paired dataset" if source == "remix" else "speech/ and noise/, or a paired dataset"
+        )
+        raise UserError(
+            f"data.root={root!r}: needs {wanted} (train.7z + y_train.7z as on Kaggle, or noisy/ + "
+            "clean/); check the folder"
+        )
+    if source == "mix":
         candidates = [Path(os.environ.get("SHARED_DATA", "../shared/data"))]
         if KAGGLE_INPUT.is_dir():
             candidates += sorted(p.parent for p in KAGGLE_INPUT.rglob("speech") if p.is_dir())
-    for path in candidates:
-        if (path / "speech").is_dir() and (path / "noise").is_dir():
-            return path
+        for path in candidates:
+            if _is_speech_noise(path):
+                return path
+    if KAGGLE_INPUT.is_dir():
+        return _kaggle_dataset_root("auto")
     raise UserError(
-        f"data.source='mix' needs a folder with speech/ and noise/ (data.root={root!r}): set "
-        "data.root, or $SHARED_DATA, or attach such a dataset on Kaggle"
+        f"data.source={source!r} needs speech/ and noise/ folders or a paired dataset "
+        "(data.root='auto'): set data.root, or $SHARED_DATA, or attach a dataset on Kaggle"
     )
 
 
@@ -137,11 +173,22 @@ def _paired_data(cfg: RunConfig, root: Path, work: Path, need_train: bool) -> Ru
     return RunData(train_set, val_set, test, info)
 
 
-def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
-    from common.mixing import MixConfig, MixingDataset, make_testset, real_corpus_splits
+def _mix_config(cfg: RunConfig) -> MixConfig:
+    d = cfg.data
+    return MixConfig(
+        snr_db=tuple(d.snr_db),
+        segment_seconds=d.segment_seconds,
+        seed=cfg.train.seed,
+        babble_prob=d.babble_prob,
+    )
 
+
+def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
+    """Speech + noise mixed on the fly; from a paired dataset, its pairs remixed."""
     d, seed = cfg.data, cfg.train.seed
-    root = _mix_root(d.root)
+    root = _mix_root(d.root, d.source)
+    if d.source == "remix" or not _is_speech_noise(root):
+        return _remix_data(cfg, root, work, need_train)
     # Named by what decides its content, so a work folder shared by runs never serves one run's
     # test set to another; written once, whole (testset.csv comes last).
     keep = "commercial" if d.exclude_noncommercial else "all"
@@ -149,20 +196,16 @@ def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
     if not (testset / "testset.csv").is_file():
         make_testset(root, testset, MIX_TEST_ITEMS, MIX_TEST_SNRS, seed, d.exclude_noncommercial)
     test = _limit(discover_pairs(testset / "noisy", testset / "clean"), d.max_test_pairs)
-    info: dict[str, Any] = {"source": "mix", "root": str(root), "test_pairs": len(test)}
+    info: dict[str, Any] = {"source": d.source, "root": str(root), "test_pairs": len(test)}
     if not need_train:
         return RunData(None, None, test, info)
     splits = real_corpus_splits(root, seed=seed, exclude_noncommercial=d.exclude_noncommercial)
-    mix = MixConfig(
-        snr_db=tuple(d.snr_db),
-        segment_seconds=d.segment_seconds,
-        seed=seed,
-        babble_prob=d.babble_prob,
-    )
+    mix = _mix_config(cfg)
     train_set = MixingDataset(splits["train"].speech, splits["train"].noise, mix, True, d.mix_items)
     n_val = max(cfg.train.batch_size, d.mix_items // 20)
     val_set = MixingDataset(splits["val"].speech, splits["val"].noise, mix, False, n_val)
     info.update(
+        noise="noise recordings",
         train_speech_files=len(splits["train"].speech),
         train_noise_files=len(splits["train"].noise),
         items_per_epoch=len(train_set),
@@ -173,10 +216,75 @@ def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
     return RunData(train_set, val_set, test, info)
 
 
+def _remix_pools(cfg: RunConfig, root: Path, work: Path, need_train: bool):
+    """(training pool, test pairs) of a paired dataset: the Kaggle layout keeps its own test
+    pairs (the public dataset's 105, comparable with the team's numbers); a folder of pairs
+    gives a tenth of its speakers (or files) to the test set."""
+    seed = cfg.train.seed
+    if {"train", "y_train"} <= set(find_kaggle_items(root)):
+        kaggle = prepare_kaggle_data(root, work / "extracted", need_train=need_train)
+        return kaggle.train, kaggle.test
+    pairs = {p.name: p for p in discover_pairs(*find_pair_dirs(root))}
+    split = split_by_speaker(list(pairs), seed, (0.0, REMIX_TEST_FRACTION))
+    return [pairs[n] for n in split["train"] + split["val"]], [pairs[n] for n in split["test"]]
+
+
+def _remix_data(cfg: RunConfig, root: Path, work: Path, need_train: bool) -> RunData:
+    d, seed = cfg.data, cfg.train.seed
+    pool, test = _remix_pools(cfg, root, work, need_train)
+    test = _limit(sorted(test, key=lambda p: p.name), d.max_test_pairs)
+    info: dict[str, Any] = {"source": d.source, "root": str(root), "test_pairs": len(test)}
+    if not need_train:
+        return RunData(None, None, test, info)
+    pool = _limit(sorted(pool, key=lambda p: p.name), d.max_train_pairs)
+    stats = measure_pairs(pool, cache_dir=work)
+    left_out = left_out_counts(stats)
+    used = [s for s in stats if not s.left_out]
+    if not used:
+        raise UserError(
+            f"{root}: every one of {len(stats)} pairs was left out of remixing ("
+            + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left_out.items() if n)
+            + "); check that noisy and clean files are aligned recordings of the same speech"
+        )
+    # Validation: whole speakers (or pairs) held out, as fixed middle crops of the real pairs.
+    by_name = {s.name: s for s in used}
+    split = split_by_speaker(list(by_name), seed, (d.val_fraction, 0.0))
+    train_stats = [by_name[n] for n in split["train"] + split["test"]]
+    val_stats = [by_name[n] for n in split["val"]]
+    train_set = RemixDataset(train_stats, _mix_config(cfg), True, d.mix_items)
+    val_pairs = [AudioPair(s.name, Path(s.noisy), Path(s.clean)) for s in val_stats]
+    val_set = (
+        PairedDataset(val_pairs, d.segment_seconds, train=False, seed=seed) if val_pairs else None
+    )
+    n_left = sum(left_out.values())
+    print(
+        f"remix: {len(stats)} pairs measured, {len(used)} used ({len(train_stats)} for training, "
+        f"{len(val_stats)} for validation), {n_left} left out: "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left_out.items())
+    )
+    if n_left > 0.2 * len(stats):
+        warnings.warn(
+            f"{root}: {n_left} of {len(stats)} pairs left out of remixing; check the data",
+            stacklevel=2,
+        )
+    info.update(
+        noise="residuals of other pairs (remix)",
+        remix_pairs=len(stats),
+        remix_used_pairs=len(used),
+        remix_left_out=left_out,
+        train_pairs=len(train_stats),
+        val_pairs=len(val_stats),
+        items_per_epoch=len(train_set),
+        snr_db=list(d.snr_db),
+        babble_prob=d.babble_prob,
+    )
+    return RunData(train_set, val_set, test, info)
+
+
 def prepare_data(cfg: RunConfig, work: Path, need_train: bool = True) -> RunData:
     """The datasets `cfg.data` names; archives are extracted (once) under `work`."""
     source = cfg.data.source
-    if source == "mix":
+    if source in ("mix", "remix"):
         data = _mix_data(cfg, work, need_train)
     elif source == "synthetic":
         from common.synthetic import make_synthetic_corpus

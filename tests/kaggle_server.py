@@ -50,8 +50,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from builders.metadata import OWN_DATASET_SLUG
-
 DEFAULT_STATUSES = ("QUEUED", "RUNNING", "COMPLETE")
 # kagglesdk DatabundleVersionStatus names a new dataset version passes through, then READY.
 DEFAULT_DATASET_STATUSES = ("BLOBS_RECEIVED", "BLOBS_DECOMPRESSED", "READY")
@@ -271,8 +269,8 @@ class FakeKaggle:
         self.username, self.key, self.token = username, key, token
         self.unknown_kernel_code = unknown_kernel_code
         self.stale_calls = stale_calls
-        # The team's paired dataset and the user's own speech + noise upload (the mix recipes').
-        default = ("earth16/libri-speech-noise-dataset", f"{username}/{OWN_DATASET_SLUG}")
+        # What a new account sees: the team's public paired dataset, nothing of its own.
+        default = ("earth16/libri-speech-noise-dataset",)
         self.datasets = set(default if datasets is None else datasets)
         self.dataset_statuses = dataset_statuses
         self.unknown_dataset_code = unknown_dataset_code

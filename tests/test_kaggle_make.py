@@ -16,6 +16,7 @@ import pytest
 from kaggle_server import FakeKaggle
 
 from builders.build import notebook_names
+from builders.metadata import OWN_DATASET_SLUG
 from builders.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +125,44 @@ def test_push_with_an_invalid_dataset_source_stops_before_anything_is_pushed(set
         proc = make("push-lite", {**env, "MAKEFLAGS": "-s"})
         assert proc.returncode != 0
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-        assert len(errors) == 1 and "tester/lse-speech-noise" in errors[0]
+        assert len(errors) == 1 and "earth16/libri-speech-noise-dataset" in errors[0]
         assert "Traceback" not in proc.stderr
         assert fake.calls("SaveKernel") == []
         assert not os.path.exists(tmp_path / "results" / "registry.json")
+
+
+@pytest.mark.slow
+def test_a_new_account_pushes_the_best_recipes_with_nothing_but_credentials(set_up, tmp_path):
+    # The fake holds only public datasets: no `lse-speech-noise` of the user's own.
+    public = "earth16/libri-speech-noise-dataset"
+    with FakeKaggle(unknown_kernel_code=403, datasets=(public,), timeout_s=200) as fake:
+        env = {**fake.client_env(tmp_path / "home"), "RESULTS_DIR": str(tmp_path / "results")}
+        for name in ("dpt", "lite-v2"):
+            proc = make(f"push-{name}", env)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert f"pushed {name} v1" in proc.stdout
+        pushed = fake.calls("SaveKernel")
+        assert [c.body["datasetDataSources"] for c in pushed] == [[public], [public]]
+        assert [(r.name, r.version) for r in load_registry(tmp_path / "results").runs] == [
+            ("dpt", 1),
+            ("lite-v2", 1),
+        ]
+
+
+@pytest.mark.slow
+def test_a_recipe_with_your_own_data_not_uploaded_says_how_to_upload_it(set_up, tmp_path):
+    recipe = REPO / "recipes" / "own-data-test.toml"
+    text = (REPO / "recipes" / "lite-v2.toml").read_text()
+    text = text.replace("[kernel]\n", '[kernel]\ndataset_sources = ["lse-speech-noise"]\n', 1)
+    recipe.write_text(text.replace("lite-v2", "own-data-test").replace("Lite v2", "Own Data Test"))
+    try:
+        with FakeKaggle(unknown_kernel_code=403, timeout_s=120) as fake:
+            env = {**fake.client_env(tmp_path / "home"), "RESULTS_DIR": str(tmp_path / "results")}
+            proc = make("push-own-data-test", {**env, "MAKEFLAGS": "-s"})
+            assert proc.returncode == 2
+            errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+            assert len(errors) == 1 and f"'tester/{OWN_DATASET_SLUG}'" in errors[0]
+            assert f"make upload-data DATA=FOLDER DATASET={OWN_DATASET_SLUG}" in errors[0]
+            assert fake.calls("SaveKernel") == []
+    finally:
+        recipe.unlink()

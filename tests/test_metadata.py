@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from builders.build import notebook_names
 from builders.metadata import (
+    OWN_DATASET_SLUG,
     PLACEHOLDER_USERNAME,
     kaggle_username,
     kernel_metadata,
@@ -49,8 +51,25 @@ def test_defaults_give_gpu_internet_and_the_dataset() -> None:
     assert meta["enable_internet"] is True
     assert meta["dataset_sources"] == ["earth16/libri-speech-noise-dataset"]
     assert meta["title"] == "Lightweight Speech Enhancement: CRN v2"  # from the recipe
-    # A mixing recipe reads speech + noise from the user's own dataset (a bare slug).
-    assert kernel_metadata("lite", "someone")["dataset_sources"] == ["someone/lse-speech-noise"]
+
+
+@pytest.mark.parametrize("name", ["dpt", "crn", "transformer", "lite-v2", "lite-v2-gpu", "lite"])
+def test_the_best_recipes_attach_only_the_public_dataset(name: str) -> None:
+    # A new account has nothing else: these train on the public pairs, remixed (common.remix).
+    meta = kernel_metadata(name, "newuser")
+    assert meta["dataset_sources"] == ["earth16/libri-speech-noise-dataset"]
+
+
+def test_a_recipe_wanting_your_own_data_says_so_in_one_field(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "kernel-metadata", tmp_path / "kernel-metadata")
+    (tmp_path / "recipes").mkdir()
+    recipe = (REPO / "recipes" / "lite-v2.toml").read_text()
+    own = recipe.replace("[kernel]\n", '[kernel]\ndataset_sources = ["lse-speech-noise"]\n', 1)
+    assert own != recipe
+    (tmp_path / "recipes" / "own.toml").write_text(own)
+    # A bare slug means the user's own dataset (`make upload-data` creates it).
+    meta = kernel_metadata("own", "someone", repo=tmp_path)
+    assert meta["dataset_sources"] == [f"someone/{OWN_DATASET_SLUG}"]
 
 
 def test_bare_kernel_sources_get_the_owner() -> None:

@@ -18,7 +18,8 @@ from common.data import (
     find_pair_dirs,
     prepare_kaggle_data,
 )
-from common.mixing import make_testset, real_corpus_splits
+from common.errors import UserError
+from common.mixing import make_paired_corpus, make_testset, real_corpus_splits
 
 
 def _describe(label: str, pairs: list[AudioPair]) -> str:
@@ -64,6 +65,22 @@ def _make_testset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_pairs(args: argparse.Namespace) -> int:
+    if Path(args.out).exists() and any(Path(args.out).iterdir()):
+        raise UserError(f"--out {args.out}: folder exists and is not empty; choose a new folder")
+    out = make_paired_corpus(
+        Path(args.data),
+        Path(args.out),
+        snr_db=tuple(args.snr),
+        seed=args.seed,
+        exclude_noncommercial=not args.include_noncommercial,
+    )
+    for noisy in ("train", "test"):
+        print(f"{noisy}: {len(list((out / noisy).glob('*.wav')))} pairs")
+    print(f"wrote {out}/train, y_train, test, y_test (the Kaggle layout) and {out}/pairs.csv")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     noisy_dir, clean_dir = find_pair_dirs(Path(args.pairs))
     pairs = discover_pairs(noisy_dir, clean_dir)
@@ -85,7 +102,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `data extract | make-synthetic | make-testset | check`."""
+    """Add `data extract | make-synthetic | make-testset | make-pairs | check`."""
     parser = sub.add_parser("data", help="prepare and check data", description=__doc__)
     commands = parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
@@ -131,6 +148,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out ESC-50, the p287 pairs and vcc2016 (licences forbid shipping)",
     )
     p.set_defaults(func=_make_testset)
+
+    p = commands.add_parser(
+        "make-pairs",
+        help="write a fixed paired corpus from speech and noise, as the public dataset was made",
+        description="Mix each utterance of --data once with a noise of its split at an SNR drawn "
+        "from --snr; writes OUT/train + OUT/y_train (training speakers) and OUT/test + "
+        "OUT/y_test (the test speakers and noises of make-testset), the Kaggle dataset's layout: "
+        "train on it as fixed pairs (data.source=kaggle) or remixed (data.source=remix).",
+    )
+    p.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--snr", type=float, nargs=2, default=[5.0, 20.0], metavar=("LOW", "HIGH"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--include-noncommercial",
+        action="store_true",
+        help="also use ESC-50, the p287 pairs and vcc2016 (a model trained so may not ship)",
+    )
+    p.set_defaults(func=_make_pairs)
 
     p = commands.add_parser(
         "check",
