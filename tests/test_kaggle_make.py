@@ -153,7 +153,8 @@ def test_a_new_account_pushes_the_best_recipes_with_nothing_but_credentials(set_
 def test_a_recipe_with_your_own_data_not_uploaded_says_how_to_upload_it(set_up, tmp_path):
     recipe = REPO / "recipes" / "own-data-test.toml"
     text = (REPO / "recipes" / "lite-v2.toml").read_text()
-    text = text.replace("[kernel]\n", '[kernel]\ndataset_sources = ["lse-speech-noise"]\n', 1)
+    own = f'[kernel]\ndataset_sources = ["{OWN_DATASET_SLUG}"]\n'
+    text = text.replace("[kernel]\n", own, 1)
     recipe.write_text(text.replace("lite-v2", "own-data-test").replace("Lite v2", "Own Data Test"))
     try:
         with FakeKaggle(unknown_kernel_code=403, timeout_s=120) as fake:

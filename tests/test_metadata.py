@@ -64,7 +64,8 @@ def test_a_recipe_wanting_your_own_data_says_so_in_one_field(tmp_path: Path) -> 
     shutil.copytree(REPO / "kernel-metadata", tmp_path / "kernel-metadata")
     (tmp_path / "recipes").mkdir()
     recipe = (REPO / "recipes" / "lite-v2.toml").read_text()
-    own = recipe.replace("[kernel]\n", '[kernel]\ndataset_sources = ["lse-speech-noise"]\n', 1)
+    table = f'[kernel]\ndataset_sources = ["{OWN_DATASET_SLUG}"]\n'
+    own = recipe.replace("[kernel]\n", table, 1)
     assert own != recipe
     (tmp_path / "recipes" / "own.toml").write_text(own)
     # A bare slug means the user's own dataset (`make upload-data` creates it).
