@@ -238,6 +238,7 @@ def smoke_parameters(
             {
                 "data.segment_seconds": cfg.segment_seconds,
                 "data.max_train_pairs": cfg.max_train_pairs,
+                "data.mix_items": cfg.max_train_pairs,  # a remixing epoch: as many items
                 "train.epochs": cfg.epochs,
                 "train.batch_size": cfg.batch_size,
                 "train.num_workers": cfg.num_workers,

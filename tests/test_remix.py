@@ -246,3 +246,20 @@ def test_make_paired_corpus_is_the_same_for_the_same_inputs(tmp_path: Path) -> N
     assert (a / "pairs.csv").read_text() == (b / "pairs.csv").read_text()
     for f in (a / "train").glob("*.wav"):
         assert f.read_bytes() == (b / "train" / f.name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["crn", "transformer", "dpt", "lite"])
+def test_make_smoke_remixes_the_synthetic_pairs_and_reports_the_counts(name: str) -> None:
+    from builders.smoke import SMOKE_DIR
+
+    out = REPO / SMOKE_DIR / name
+    executed = out / f"{name}.ipynb"
+    if not (out / "summary.json").is_file():
+        pytest.skip(f"no {executed.relative_to(REPO)}: run `make smoke` first")
+    data = json.loads((out / "summary.json").read_text())["data"]
+    assert data["noise"].startswith("residuals") and data["remix_used_pairs"] > 0
+    assert set(data["remix_left_out"]) == set(LEFT_OUT_REASONS)
+    used, left = data["remix_used_pairs"], sum(data["remix_left_out"].values())
+    assert used + left == data["remix_pairs"]
+    printed = f"remix: {data['remix_pairs']} pairs measured, {used} used"
+    assert printed in executed.read_text(), f"{executed}: the counts are not shown"
