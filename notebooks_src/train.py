@@ -42,10 +42,16 @@ env = setup_environment(config, session)
 
 # %% [markdown]
 # ## Data
-# Archives are extracted once and paired by name, or speech and noise are mixed on the fly
-# (speakers and noise recordings split between train, validation and test). For paired data
-# the alignment guard measures the noisy/clean correlation of the crops the model will see:
-# misaligned crops, the team's costliest bug, stop the run here.
+# A mixing recipe (`data.source = "mix"`) draws every training example afresh. With a speech +
+# noise dataset attached (your own, `make upload-data`), from its speech and noise recordings;
+# otherwise from the team's public paired dataset, remixed: each pair is taken apart once
+# (`noisy = g * clean + residual`, `g` fitted by least squares), pairs that are misaligned or
+# whose residual still carries speech are left out and counted below, and each example is a
+# crop of one utterance with another pair's residual (or babble) at a random SNR and level.
+# Validation holds out whole speakers; the dataset's own test pairs stay the test set.
+# Fixed-pair recipes (`data.source = "kaggle"`) extract the archives once and pair them by
+# name; the alignment guard then measures the noisy/clean correlation of the crops the model
+# will see: misaligned crops, the team's costliest bug, stop the run here.
 
 # %%
 from common.experiment import work_dir
