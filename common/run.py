@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,23 @@ def is_paired_root(path: Path) -> bool:
     return True
 
 
-def _mix_root(root: str, source: str) -> Path:
+def _unzipped(folder: Path, work: Path) -> Path:
+    """`folder`'s speech.zip and noise.zip extracted (once) under `work`: `make upload-data`
+    uploads the two folders as zips, which Kaggle is documented to unpack; if it has not, this
+    does."""
+    out = work / "own-data"
+    if not (out / ".unzipped").is_file():
+        for name in ("speech", "noise"):
+            archive = folder / f"{name}.zip"
+            if not archive.is_file():
+                return folder
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(out / name)
+        (out / ".unzipped").write_text("speech.zip noise.zip\n")
+    return out
+
+
+def _mix_root(root: str, source: str, work: Path) -> Path:
     """What a mixing run draws from: a folder with speech/ and noise/ (`root`, else $SHARED_DATA,
     ../shared/data or an attached dataset with them), else a paired dataset whose residuals
     become the noise (`root`, else the team's public dataset under /kaggle/input).
@@ -117,6 +134,9 @@ def _mix_root(root: str, source: str) -> Path:
         candidates = [Path(os.environ.get("SHARED_DATA", "../shared/data"))]
         if KAGGLE_INPUT.is_dir():
             candidates += sorted(p.parent for p in KAGGLE_INPUT.rglob("speech") if p.is_dir())
+            candidates += [
+                _unzipped(p.parent, work) for p in sorted(KAGGLE_INPUT.rglob("speech.zip"))
+            ]
         for path in candidates:
             if _is_speech_noise(path):
                 return path
@@ -186,7 +206,7 @@ def _mix_config(cfg: RunConfig) -> MixConfig:
 def _mix_data(cfg: RunConfig, work: Path, need_train: bool) -> RunData:
     """Speech + noise mixed on the fly; from a paired dataset, its pairs remixed."""
     d, seed = cfg.data, cfg.train.seed
-    root = _mix_root(d.root, d.source)
+    root = _mix_root(d.root, d.source, work)
     if d.source == "remix" or not _is_speech_noise(root):
         return _remix_data(cfg, root, work, need_train)
     # Named by what decides its content, so a work folder shared by runs never serves one run's
