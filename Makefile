@@ -53,6 +53,7 @@ smoke: setup
 bench: setup
 	$(PY) -m scripts.bench --budget-minutes $(BUDGET) --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_export --ckpt $(CKPT) --data $(SHARED_DATA)
+	$(PY) -m scripts.bench_loader --data $(SHARED_DATA)
 
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -283,3 +284,23 @@ def test_on_kaggle_your_uploaded_speech_and_noise_win_even_if_left_zipped(tmp_pa
         data = prepare_data(cfg, tmp_path / "work")
     assert data.info["noise"] == "noise recordings"
     assert Path(data.info["root"]) == tmp_path / "work" / "own-data"
+
+
+def test_the_loader_benchmark_prints_every_source_against_the_gpu(tmp_path: Path) -> None:
+    data_root = fake_corpus(tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.bench_loader", "--data", str(data_root)]
+        + ["--pairs", str(tmp_path / "pairs"), "--items", "5", "--segment", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and "source" not in ln]
+    assert [r.split(" | ")[0] for r in rows] == ["| remix (paired corpus, residual noise)",
+                                                  "| mix (speech + noise folders)",
+                                                  "| fixed pairs (PairedDataset)"]  # fmt: skip
+    for row in rows:
+        rate = float(row.split(" | ")[1])
+        assert rate > 0
