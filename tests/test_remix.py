@@ -204,16 +204,15 @@ def fake_corpus(root: Path) -> Path:
     return root
 
 
+def make_pairs(data_root: Path, out: Path) -> subprocess.CompletedProcess:
+    command = ["-m", "common", "data", "make-pairs", "--data", str(data_root), "--out", str(out)]
+    return subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
+
+
 def test_make_pairs_writes_the_kaggle_layout_that_both_paired_sources_read(tmp_path) -> None:
     data_root = fake_corpus(tmp_path / "data")
     out = tmp_path / "corpus"
-    proc = subprocess.run(
-        [sys.executable, "-m", "common", "data", "make-pairs", "--data", str(data_root)]
-        + ["--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    proc = make_pairs(data_root, out)
     assert proc.returncode == 0, proc.stderr
     for folder in ("train", "y_train", "test", "y_test"):
         assert list((out / folder).glob("*.wav")), folder
@@ -230,13 +229,7 @@ def test_make_pairs_writes_the_kaggle_layout_that_both_paired_sources_read(tmp_p
             warnings.simplefilter("ignore")
             data = prepare_data(cfg, tmp_path / f"work-{source}")
         assert {p.name for p in data.test} == test  # the corpus's own test pairs
-    again = subprocess.run(
-        [sys.executable, "-m", "common", "data", "make-pairs", "--data", str(data_root)]
-        + ["--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    again = make_pairs(data_root, out)  # never into a corpus that is there
     assert again.returncode == 2 and again.stderr.startswith("error: --out")
 
 
