@@ -157,7 +157,7 @@ class MixingDataset(torch.utils.data.Dataset):
         self.noise, self.noise_frames = self._readable(noise_files, "noise")
         self._silent: set[Path] = set()
         if self.length < 1:
-            raise UserError(f"MixingDataset length={length}: must be at least 1")
+            raise UserError(f"{type(self).__name__} length={length}: must be at least 1")
 
     def _readable(self, files: list[Path], role: str) -> tuple[list[Path], list[int]]:
         kept, frames = [], []

@@ -210,21 +210,21 @@ class RemixDataset(MixingDataset):
         *,
         sr: int = SAMPLE_RATE,
     ) -> None:
-        used = sorted((s for s in stats if not s.left_out), key=lambda s: s.name)
+        used = [s for s in stats if not s.left_out]
         if not used:
             raise UserError("remix: no usable pairs (every pair was left out); check the data")
-        self.cfg = cfg or MixConfig()
-        self.train, self.length, self.sr, self.epoch = train, int(length), sr, 0
-        self.segment = int(round(self.cfg.segment_seconds * sr))
-        self._silent: set[Path] = set()
-        if self.length < 1:
-            raise UserError(f"RemixDataset length={length}: must be at least 1")
         # Speech: the clean files; noise: the pairs, named by their noisy file.
-        self.speech = [Path(s.clean) for s in used]
-        self.noise = [Path(s.noisy) for s in used]
-        self.speech_frames = self.noise_frames = [s.frames for s in used]
         self._pair_of_clean = {Path(s.clean): Path(s.noisy) for s in used}
         self._residual = {Path(s.noisy): (Path(s.clean), s.gain, s.frames) for s in used}
+        self._frames = {Path(s.clean): s.frames for s in used}
+        self._frames.update({Path(s.noisy): s.frames for s in used})
+        speech, noise = list(self._pair_of_clean), list(self._residual)
+        super().__init__(speech, noise, cfg, train, length, sr=sr)
+
+    def _readable(self, files: list[Path], role: str) -> tuple[list[Path], list[int]]:
+        # Measured already (`measure_pairs`): no file is opened again.
+        kept = sorted(files)
+        return kept, [self._frames[p] for p in kept]
 
     def _read(self, path: Path, start: int, frames: int) -> np.ndarray:
         if path not in self._residual:
