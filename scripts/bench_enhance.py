@@ -115,7 +115,7 @@ def bench_enhance(
     short_files: int = 800,
     repeats: int = 3,
 ) -> dict:
-    folders = [speech_folder(data, work / f"speech{minutes:g}min", minutes)]
+    folders = [speech_folder(data, work / f"speech{minutes:g}min", minutes)] if minutes else []
     if short_files:
         folders.append(short_folder(data, work / f"short{short_files}", short_files))
     onnx = work / f"{ckpt.stem}.onnx"
@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt", type=Path, default=SHIPPED_CHECKPOINT)
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--work", type=Path, default=Path("build/bench/enhance"))
-    ap.add_argument("--minutes", type=float, default=30.0, help="the long folder's length")
+    ap.add_argument(
+        "--minutes", type=float, default=30.0, help="the long folder's length (0: none)"
+    )
     ap.add_argument(
         "--short-files", type=int, default=800, help="files of 2-4 s in the short folder (0: none)"
     )
