@@ -50,10 +50,12 @@ smoke: setup
 
 # Size, speed and quality in one run. BUDGET: CPU minutes of training per recipe (3 recipes, one
 # thread each, two side by side: about an hour at 30); finished runs in build/bench/runs are reused.
+# Then the quantized exports, the loader, and DNSMOS on noisy_only/ (alone: python -m scripts.bench_dnsmos).
 bench: setup
 	$(PY) -m scripts.bench --budget-minutes $(BUDGET) --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_export --ckpt $(CKPT) --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_loader --data $(SHARED_DATA)
+	$(PY) -m scripts.bench_dnsmos --data $(SHARED_DATA)
 
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset

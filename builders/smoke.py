@@ -36,10 +36,11 @@ from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
 from common.config import load_recipe
 from common.errors import UserError
+from common.metrics import ALL_METRICS
 
 SMOKE_DIR = Path("build", "smoke")
 KERNEL_NAME = "lse-isolated"
-REQUIRED_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
+REQUIRED_METRICS = ALL_METRICS  # PESQ, STOI, ESTOI, SI-SDR and DNSMOS
 # Notebooks that read other notebooks' outputs run after them.
 RUN_LAST = ("evaluate",)
 SYNTHETIC_SOURCES = ("common/synthetic.py", "common/audio.py")

@@ -284,9 +284,10 @@ def enhance_test_set(
     return EnhancedSet(items=items, seconds=time.time() - start)
 
 
-def evaluate_enhanced(enhanced: EnhancedSet, out_dir: Path) -> EvalResult:
-    """Score the set, write the per-file CSV + summary JSON, print the table and plot it."""
-    result = evaluate_pairs(enhanced.items)
+def evaluate_enhanced(enhanced: EnhancedSet, out_dir: Path, dnsmos: bool = True) -> EvalResult:
+    """Score the set (PESQ-wb, STOI, ESTOI, SI-SDR and, with `dnsmos`, DNSMOS), write the
+    per-file CSV + summary JSON, print the table and plot it."""
+    result = evaluate_pairs(enhanced.items, dnsmos=dnsmos)
     csv_path, json_path = write_results(result, out_dir)
     print(summary_table(result.summary))
     print(f"per-file results: {csv_path}; summary: {json_path}")
@@ -474,7 +475,7 @@ def evaluate_checkpoint(run: CheckpointRun, data: RunData) -> tuple[EnhancedSet,
         run.ckpt, data.test, run.config.evaluate, run.env.device, run.env.budget,
         run.config.train.seed,
     )  # fmt: skip
-    return enhanced, evaluate_enhanced(enhanced, run.out_dir)
+    return enhanced, evaluate_enhanced(enhanced, run.out_dir, run.config.evaluate.dnsmos)
 
 
 def write_evaluation_summary(

@@ -1,13 +1,15 @@
-"""Speech metrics computed from waveforms only: PESQ-wb, STOI, ESTOI and SI-SDR.
+"""Speech metrics computed from waveforms only: PESQ-wb, STOI, ESTOI and SI-SDR, and DNSMOS.
 
 Every number here comes from a clean reference waveform and an estimate waveform (the team once
-reported a PESQ "estimated" by a formula; that must be impossible). A metric that cannot be
+reported a PESQ "estimated" by a formula; that must be impossible), except DNSMOS
+(`common.dnsmos`), which predicts listeners' scores from the signal alone: the one measure for
+recordings without a clean reference, and an extra column beside the others. A metric that cannot be
 computed for a file (silence, a clip shorter than PESQ's 0.25 s, NaN samples, an unreadable file)
 is recorded with its reason and left out of that metric's mean: never a crash, never a zero.
 
-`evaluate_pairs` scores a list of `EvalItem`s (file paths or in-memory arrays) in forked worker
-processes, one BLAS thread each, and returns per-file rows plus a summary with the noisy
-baseline, the enhanced scores and the per-file delta.
+`evaluate_pairs` scores a list of `EvalItem`s (file paths or in-memory arrays; items without a
+clean reference get DNSMOS only) in forked worker processes, one BLAS thread each, and returns
+per-file rows plus a summary with the noisy baseline, the enhanced scores and the per-file delta.
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ from common.audio import SAMPLE_RATE, load_audio, resample
 from common.data import misalignment
 from common.errors import UserError
 
-METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")
+METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")  # against a clean reference
+DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")  # no reference needed
+ALL_METRICS = METRIC_NAMES + DNSMOS_METRICS
+METRIC_LABELS = {
+    "pesq": "PESQ-wb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)",
+    "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL",
+    "dnsmos_p808": "DNSMOS P.808",
+}  # fmt: skip
 EVAL_SIGNALS = ("noisy", "enhanced")
 PESQ_WB_MAX = 4.644  # PESQ-wb of a signal scored against itself
 # About -100 dBFS: below 16-bit quantisation, there is nothing to score.
@@ -53,7 +62,7 @@ class MetricError(UserError):
     """A metric that is undefined for the given signals (silence, too short, NaN samples)."""
 
 
-def _scorable(wav: np.ndarray, role: str) -> np.ndarray:
+def scorable(wav: np.ndarray, role: str) -> np.ndarray:
     """Float64 1-D copy, refused when it cannot be scored (NaN or silence)."""
     wav = np.asarray(wav, dtype=np.float64).reshape(-1)
     if wav.size == 0:
@@ -75,8 +84,8 @@ def _check_metric_lengths(ref: np.ndarray, est: np.ndarray, metric: str) -> None
 
 def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SDR in dB (both signals made zero-mean first, so a DC offset is ignored)."""
-    ref = _scorable(ref, "reference")
-    est = _scorable(est, "estimate")
+    ref = scorable(ref, "reference")
+    est = scorable(est, "estimate")
     _check_metric_lengths(ref, est, "si_sdr")
     ref = ref - ref.mean()
     est = est - est.mean()
@@ -99,8 +108,8 @@ def _pesq_reason(exc: Exception) -> str:
 
 def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2, 1.04..4.64); signals at other rates are resampled to 16 kHz."""
-    ref = _scorable(ref, "reference")
-    est = _scorable(est, "estimate")
+    ref = scorable(ref, "reference")
+    est = scorable(est, "estimate")
     _check_metric_lengths(ref, est, "pesq")
     if sr != SAMPLE_RATE:
         ref = resample(ref, sr, SAMPLE_RATE).astype(np.float64)
@@ -137,8 +146,8 @@ def stoi_estoi(ref: np.ndarray, est: np.ndarray, sr: int = SAMPLE_RATE) -> tuple
     functions, done once for both measures (they are the bulk of the cost). Where pystoi returns
     1e-5 for too little speech, this raises `MetricError` instead.
     """
-    x = _scorable(ref, "reference")
-    y = _scorable(est, "estimate")
+    x = scorable(ref, "reference")
+    y = scorable(est, "estimate")
     _check_metric_lengths(x, y, "stoi")
     if sr != STOI_FS:
         x = pystoi_utils.resample_oct(x, STOI_FS, sr)
@@ -240,10 +249,11 @@ def metrics_self_check(clean: np.ndarray, sr: int = SAMPLE_RATE, snr_db: float =
 
 @dataclass(frozen=True, eq=False)
 class EvalItem:
-    """One file to score. Paths are loaded (and resampled) here; arrays must be at `sr`."""
+    """One file to score. Paths are loaded (and resampled) here; arrays must be at `sr`.
+    `clean=None`: a recording without a reference, scored by DNSMOS only."""
 
     name: str
-    clean: Path | np.ndarray
+    clean: Path | np.ndarray | None
     noisy: Path | np.ndarray
     enhanced: Path | np.ndarray | None = None
     sr: int = SAMPLE_RATE
@@ -264,28 +274,47 @@ def _load_eval_signal(source: Path | np.ndarray, sr: int) -> np.ndarray:
     return load_audio(source, SAMPLE_RATE, warn=True)
 
 
-def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[dict]]:
+def eval_metrics(has_clean: bool, dnsmos: bool) -> tuple[str, ...]:
+    """The metrics an evaluation computes: against the clean reference when there is one, and
+    DNSMOS when asked for."""
+    return (METRIC_NAMES if has_clean else ()) + (DNSMOS_METRICS if dnsmos else ())
+
+
+def _score_dnsmos(wav: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+    from common.dnsmos import dnsmos
+
+    try:
+        return dnsmos(wav), {}
+    except MetricError as exc:
+        return {}, {m: str(exc) for m in DNSMOS_METRICS}
+
+
+def _evaluate_eval_item(
+    item: EvalItem, has_enhanced: bool, metrics: tuple[str, ...] = METRIC_NAMES
+) -> tuple[dict, list[dict]]:
     row: dict = {"file": item.name, "seconds": None}
     failures: list[dict] = []
     signals = EVAL_SIGNALS if has_enhanced else EVAL_SIGNALS[:1]
     # Every row has every column (None = failed), whatever goes wrong below.
     for group in (*signals, "delta") if has_enhanced else signals:
-        for metric in METRIC_NAMES:
+        for metric in metrics:
             row[f"{group}_{metric}"] = None
-    row["misaligned"] = ""  # why the pair looks misaligned, when it does
+    if item.clean is not None:
+        row["misaligned"] = ""  # why the pair looks misaligned, when it does
 
     def fail_all(signal: str, reason: str) -> None:
         failures.extend(
-            {"file": item.name, "signal": signal, "metric": m, "reason": reason}
-            for m in METRIC_NAMES
+            {"file": item.name, "signal": signal, "metric": m, "reason": reason} for m in metrics
         )
 
-    try:
-        clean = _load_eval_signal(item.clean, item.sr)
-    except UserError as exc:
-        for signal in signals:
-            fail_all(signal, f"clean reference unusable: {exc}")
-        return row, failures
+    clean = None
+    if item.clean is not None:
+        try:
+            clean = _load_eval_signal(item.clean, item.sr)
+        except UserError as exc:
+            for signal in signals:
+                fail_all(signal, f"clean reference unusable: {exc}")
+            return row, failures
     loaded: dict[str, np.ndarray] = {}
     for signal in signals:
         source = getattr(item, signal)
@@ -296,9 +325,12 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
             loaded[signal] = _load_eval_signal(source, item.sr)
         except UserError as exc:
             fail_all(signal, f"{signal} signal unusable: {exc}")
+    if not loaded:
+        return row, failures
     # One common length for clean, noisy and enhanced, so the delta compares the same span.
-    n = min(len(w) for w in (clean, *loaded.values()))
-    lengths = {"clean": len(clean), **{signal: len(w) for signal, w in loaded.items()}}
+    references = {} if clean is None else {"clean": clean}
+    n = min(len(w) for w in (*references.values(), *loaded.values()))
+    lengths = {signal: len(w) for signal, w in (*references.items(), *loaded.items())}
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{signal} {length}" for signal, length in lengths.items())
         warnings.warn(
@@ -307,15 +339,23 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
     row["seconds"] = round(n / SAMPLE_RATE, 3)
     # A pair shifted in time or taken from two recordings still gets numbers (SI-SDR -50 dB), and
     # they would go into the means unnoticed: name it. Scored anyway; the user fixes the pairing.
-    suspect = []
+    if clean is not None:
+        suspect = []
+        for signal, est in loaded.items():
+            why = misalignment(est[:n], clean[:n], SAMPLE_RATE, role=signal)
+            if why:
+                suspect.append(why)
+                warnings.warn(f"{item.name}: {why}; scored anyway, check the pairing", stacklevel=2)
+        row["misaligned"] = "; ".join(suspect)
     for signal, est in loaded.items():
-        why = misalignment(est[:n], clean[:n], SAMPLE_RATE, role=signal)
-        if why:
-            suspect.append(why)
-            warnings.warn(f"{item.name}: {why}; scored anyway, check the pairing", stacklevel=2)
-    row["misaligned"] = "; ".join(suspect)
-    for signal, est in loaded.items():
-        values, reasons = _score_against_clean(clean[:n], est[:n], SAMPLE_RATE)
+        values: dict[str, float] = {}
+        reasons: dict[str, str] = {}
+        if clean is not None:
+            values, reasons = _score_against_clean(clean[:n], est[:n], SAMPLE_RATE)
+        if DNSMOS_METRICS[0] in metrics:
+            dnsmos_values, dnsmos_reasons = _score_dnsmos(est[:n])
+            values.update(dnsmos_values)
+            reasons.update(dnsmos_reasons)
         for metric, value in values.items():
             row[f"{signal}_{metric}"] = value
         failures.extend(
@@ -323,13 +363,15 @@ def _evaluate_eval_item(item: EvalItem, has_enhanced: bool) -> tuple[dict, list[
             for m, r in reasons.items()
         )
     if has_enhanced:
-        for metric in METRIC_NAMES:
+        for metric in metrics:
             noisy, enhanced = row[f"noisy_{metric}"], row[f"enhanced_{metric}"]
             row[f"delta_{metric}"] = None if noisy is None or enhanced is None else enhanced - noisy
     return row, failures
 
 
-def _evaluate_capturing_warnings(args: tuple[EvalItem, bool]) -> tuple[dict, list[dict], list]:
+def _evaluate_capturing_warnings(
+    args: tuple[EvalItem, bool, tuple[str, ...]],
+) -> tuple[dict, list[dict], list]:
     # Warnings raised in a worker would be printed there, unformatted and out of order; they
     # travel back with the result and are re-raised by the parent.
     with warnings.catch_warnings(record=True) as caught:
@@ -370,13 +412,16 @@ def _stats(values: list[float]) -> dict:
 
 def summarize_eval_rows(rows: list[dict], failures: list[dict]) -> dict:
     """The summary dict: count, per-signal {metric: {mean, std, n}} over successes, failures."""
-    has_enhanced = any("enhanced_pesq" in row for row in rows)
+    metrics = [m for m in ALL_METRICS if any(f"noisy_{m}" in row for row in rows)] or list(
+        METRIC_NAMES
+    )
+    has_enhanced = any(f"enhanced_{metrics[0]}" in row for row in rows)
     groups = ("noisy", "enhanced", "delta") if has_enhanced else ("noisy",)
     summary: dict = {"count": len(rows)}
     for group in groups:
         summary[group] = {
             m: _stats([r[f"{group}_{m}"] for r in rows if r.get(f"{group}_{m}") is not None])
-            for m in METRIC_NAMES
+            for m in metrics
         }
     summary["failures"] = list(failures)
     summary["misaligned"] = [
@@ -386,9 +431,13 @@ def summarize_eval_rows(rows: list[dict], failures: list[dict]) -> dict:
 
 
 def evaluate_pairs(
-    items: Iterable[EvalItem], workers: int | None = None, progress: bool = True
+    items: Iterable[EvalItem],
+    workers: int | None = None,
+    progress: bool = True,
+    dnsmos: bool = False,
 ) -> EvalResult:
-    """Score every item (noisy vs clean, and enhanced vs clean when given) in worker processes.
+    """Score every item (noisy vs clean, and enhanced vs clean when given) in worker processes;
+    with `dnsmos`, DNSMOS of each signal too (items without a clean reference get only that).
 
     Rows keep the order of `items`. Failures are recorded per file, signal and metric; the
     summary means are over the files where the metric succeeded (`n` says how many).
@@ -396,8 +445,18 @@ def evaluate_pairs(
     items = list(items)
     if not items:
         raise UserError("evaluate: no files to evaluate; check the pairs folder")
+    has_clean = {item.clean is not None for item in items}
+    if len(has_clean) > 1:
+        raise UserError("evaluate: some items have a clean reference and some not; score apart")
+    if has_clean == {False} and not dnsmos:
+        raise UserError("evaluate: no clean references: only DNSMOS can score these (dnsmos=True)")
+    if dnsmos:
+        from common.dnsmos import load_dnsmos
+
+        load_dnsmos()  # here, not in every worker: a missing package is one line, before scoring
     has_enhanced = any(item.enhanced is not None for item in items)
-    jobs = [(item, has_enhanced) for item in items]
+    metrics = eval_metrics(has_clean == {True}, dnsmos)
+    jobs = [(item, has_enhanced, metrics) for item in items]
     n_workers = eval_worker_count(workers, len(items))
     bar = {"total": len(items), "disable": not progress, "desc": "evaluate", "unit": "file"}
     if n_workers == 1:
@@ -462,11 +521,12 @@ def _format_metric_stat(stat: dict | None, signed: bool = False) -> str:
 def summary_table(summary: dict) -> str:
     """A short text table of a summary: mean ± std per metric for noisy / enhanced / delta."""
     groups = [g for g in ("noisy", "enhanced", "delta") if g in summary]
-    lines = [f"{'metric':<8}" + "".join(f"{g:>18}" for g in groups) + f"{'n':>8}"]
-    for m in METRIC_NAMES:
+    metrics = [m for m in ALL_METRICS if m in summary[groups[0]]]
+    lines = [f"{'metric':<13}" + "".join(f"{g:>18}" for g in groups) + f"{'n':>8}"]
+    for m in metrics:
         cells = "".join(f"{_format_metric_stat(summary[g][m], g == 'delta'):>18}" for g in groups)
         n = "/".join(str(summary[g][m]["n"]) for g in groups if g != "delta")
-        lines.append(f"{m:<8}{cells}{n:>8}")
+        lines.append(f"{METRIC_LABELS[m]:<13}{cells}{n:>8}")
     failures = summary.get("failures", [])
     lines.append(f"files: {summary['count']}, metric failures: {len(failures)}")
     for f in failures[:5]:

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from common.audio import StftConfig, stft
-
-METRIC_LABELS = {"pesq": "PESQ-wb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
+from common.metrics import METRIC_LABELS
 
 
 def _save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:

@@ -3,8 +3,8 @@
 #
 # **What this notebook does.** It takes a checkpoint written by one of the training notebooks
 # (`best.pt`, attached through `kernel_sources` on Kaggle or given as a path), enhances the test
-# pairs and scores them: PESQ-wb, STOI, ESTOI and SI-SDR for the noisy input, the enhanced output
-# and the difference.
+# pairs and scores them: PESQ-wb, STOI, ESTOI, SI-SDR and DNSMOS (SIG, BAK, OVRL, P.808, which
+# need no clean reference) for the noisy input, the enhanced output and the difference.
 #
 # **The lesson from the team's history it guards against.** R3 v3 trained for 25 epochs and then
 # crashed in evaluation (a `torch.load` default had changed); the fix was pushed as a new version

@@ -88,7 +88,9 @@ plt.show()
 # %% [markdown]
 # ## Evaluation on the test pairs
 # The best checkpoint enhances every test file; PESQ-wb, STOI, ESTOI and SI-SDR are computed
-# from the waveforms (never estimated) for the noisy input and the enhanced output.
+# from the waveforms (never estimated) for the noisy input and the enhanced output, and DNSMOS
+# (SIG, BAK, OVRL, P.808: listeners' scores predicted without the clean reference, the measure
+# for real recordings; `evaluate.dnsmos = false` skips it).
 
 # %%
 from common.experiment import enhance_test_set, evaluate_enhanced
@@ -96,7 +98,7 @@ from common.experiment import enhance_test_set, evaluate_enhanced
 enhanced = enhance_test_set(
     out_dir / "best.pt", data.test, config.evaluate, env.device, env.budget, config.train.seed
 )
-result = evaluate_enhanced(enhanced, out_dir)
+result = evaluate_enhanced(enhanced, out_dir, config.evaluate.dnsmos)
 plt.show()
 
 # %% [markdown]

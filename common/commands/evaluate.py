@@ -1,19 +1,32 @@
-"""`python -m common evaluate`: PESQ-wb, STOI, ESTOI and SI-SDR of a folder of pairs.
+"""`python -m common evaluate`: PESQ-wb, STOI, ESTOI, SI-SDR and DNSMOS of a folder.
 
-    python -m common evaluate --pairs DIR [--enhanced DIR] [--out DIR] [--workers N]
+    python -m common evaluate --pairs DIR [--enhanced DIR | --ckpt CKPT] [--out DIR] [--workers N]
+    python -m common evaluate --noisy-only DIR [--enhanced DIR | --ckpt CKPT] [--out DIR]
 
-DIR holds noisy/ + clean/ (or Kaggle's test/ + y_test/). Without --enhanced the noisy files are
-scored against the clean ones (the baseline); with it, the enhanced files (same names; .wav and
-.flac match each other) are scored too and the delta is reported. A pair whose files do not line
-up (shifted in time, or two different recordings) is named in a warning and in the summary.
+--pairs DIR holds noisy/ + clean/ (or Kaggle's test/ + y_test/). Without --enhanced the noisy
+files are scored against the clean ones (the baseline); with it, the enhanced files (same names;
+.wav and .flac match each other) are scored too and the delta is reported. A pair whose files do
+not line up (shifted in time, or two different recordings) is named in a warning and in the
+summary. DNSMOS (SIG, BAK, OVRL, P.808; no reference needed) is an extra column unless
+--no-dnsmos.
+
+--noisy-only DIR is a folder of recordings without clean references (every WAV/FLAC below it):
+they can only be scored by DNSMOS, the noisy input and, with --enhanced, the enhanced files.
+
+--ckpt CKPT enhances the noisy files with a checkpoint (in memory, at 16 kHz mono, as they are
+scored) instead of reading them from --enhanced; `enhance` writes such files.
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
-from common.audio import list_audio
+from tqdm.auto import tqdm
+
+from common.audio import SAMPLE_RATE, list_audio, load_audio
 from common.data import audio_root, discover_pairs, find_pair_dirs
 from common.errors import UserError
 from common.metrics import EvalItem, evaluate_pairs, summary_table, write_results
@@ -36,23 +49,56 @@ def _enhanced_by_key(enhanced_dir: Path) -> dict[str, Path]:
     return {_stem_key(p.relative_to(root)): p for p in files}
 
 
-def build_eval_items(pairs_dir: Path, enhanced_dir: Path | None) -> list[EvalItem]:
-    """One EvalItem per pair; every pair must have an enhanced file when `enhanced_dir` is given."""
-    pairs = discover_pairs(*find_pair_dirs(pairs_dir))
+def _with_enhanced(items: list[EvalItem], enhanced_dir: Path | None) -> list[EvalItem]:
+    """Every item with its enhanced file; each must have one when `enhanced_dir` is given."""
     if enhanced_dir is None:
-        return [EvalItem(p.name, clean=p.clean, noisy=p.noisy) for p in pairs]
+        return items
     enhanced = _enhanced_by_key(enhanced_dir)
-    missing = [p.name for p in pairs if _stem_key(p.name) not in enhanced]
+    missing = [item.name for item in items if _stem_key(item.name) not in enhanced]
     if missing:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise UserError(
-            f"--enhanced {enhanced_dir}: {len(missing)} of {len(pairs)} files missing ({shown}); "
+            f"--enhanced {enhanced_dir}: {len(missing)} of {len(items)} files missing ({shown}); "
             "enhance every noisy file or point --enhanced at the right folder"
         )
-    return [
-        EvalItem(p.name, clean=p.clean, noisy=p.noisy, enhanced=enhanced[_stem_key(p.name)])
-        for p in pairs
-    ]
+    return [replace(item, enhanced=enhanced[_stem_key(item.name)]) for item in items]
+
+
+def build_eval_items(pairs_dir: Path, enhanced_dir: Path | None) -> list[EvalItem]:
+    """One EvalItem per pair; every pair must have an enhanced file when `enhanced_dir` is given."""
+    pairs = discover_pairs(*find_pair_dirs(pairs_dir))
+    items = [EvalItem(p.name, clean=p.clean, noisy=p.noisy) for p in pairs]
+    return _with_enhanced(items, enhanced_dir)
+
+
+def build_noisy_only_items(noisy_dir: Path, enhanced_dir: Path | None) -> list[EvalItem]:
+    """One EvalItem without a clean reference per WAV/FLAC file below `noisy_dir`."""
+    if not noisy_dir.is_dir():
+        raise UserError(f"--noisy-only {noisy_dir}: folder not found; check the path")
+    root = audio_root(noisy_dir)
+    files = list_audio(root)
+    if not files:
+        raise UserError(f"--noisy-only {noisy_dir}: no .wav/.flac files; check the path")
+    items = [EvalItem(p.relative_to(root).as_posix(), clean=None, noisy=p) for p in files]
+    return _with_enhanced(items, enhanced_dir)
+
+
+def enhance_items(items: list[EvalItem], ckpt: Path, progress: bool) -> list[EvalItem]:
+    """Each item's noisy file enhanced by the checkpoint, in memory, at 16 kHz mono."""
+    from common.enhance import load_enhancer
+
+    enhancer = load_enhancer(ckpt)
+    enhanced: list[EvalItem] = []
+    for item in tqdm(items, desc="enhance", unit="file", disable=not progress):
+        try:
+            wav = load_audio(item.noisy, SAMPLE_RATE, warn=True)
+            out = enhancer.enhance(wav, SAMPLE_RATE)
+        except UserError as exc:
+            # Named here, then recorded as this file's failure: the other files are still scored.
+            warnings.warn(f"{item.name}: not enhanced ({exc})", stacklevel=2)
+            out = None
+        enhanced.append(replace(item, enhanced=out))
+    return enhanced
 
 
 RESULT_FILES = ("eval_per_file.csv", "eval_summary.json")
@@ -76,9 +122,22 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.ckpt is not None and args.enhanced is not None:
+        raise UserError("evaluate: give --enhanced DIR or --ckpt CKPT, not both")
+    if args.noisy_only is not None and args.no_dnsmos:
+        raise UserError(
+            "--noisy-only: DNSMOS is the only measure without a clean reference; drop --no-dnsmos"
+        )
     _check_out_dir(args.out, args.overwrite)
-    items = build_eval_items(args.pairs, args.enhanced)
-    result = evaluate_pairs(items, workers=args.workers, progress=not args.no_progress)
+    if args.pairs is not None:
+        items = build_eval_items(args.pairs, args.enhanced)
+    else:
+        items = build_noisy_only_items(args.noisy_only, args.enhanced)
+    if args.ckpt is not None:
+        items = enhance_items(items, args.ckpt, progress=not args.no_progress)
+    result = evaluate_pairs(
+        items, workers=args.workers, progress=not args.no_progress, dnsmos=not args.no_dnsmos
+    )
     csv_path, json_path = write_results(result, args.out)
     print(summary_table(result.summary))
     print(f"per-file: {csv_path}\nsummary:  {json_path}")
@@ -88,22 +147,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "evaluate",
-        help="PESQ/STOI/ESTOI/SI-SDR of noisy (and enhanced) files against clean ones",
+        help="PESQ/STOI/ESTOI/SI-SDR against clean files, and DNSMOS (also without them)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--pairs",
         type=Path,
-        required=True,
         metavar="DIR",
         help="folder with noisy/ and clean/ (or test/ and y_test/)",
+    )
+    source.add_argument(
+        "--noisy-only",
+        type=Path,
+        metavar="DIR",
+        help="folder of recordings without clean references (scored by DNSMOS)",
     )
     parser.add_argument(
         "--enhanced",
         type=Path,
         metavar="DIR",
         help="folder with enhanced files named like the noisy ones",
+    )
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        metavar="CKPT",
+        help="enhance the noisy files with this checkpoint and score the result (no --enhanced)",
+    )
+    parser.add_argument(
+        "--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest measure) for --pairs"
     )
     parser.add_argument(
         "--out",
