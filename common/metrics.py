@@ -526,7 +526,7 @@ def summary_table(summary: dict) -> str:
     for m in metrics:
         cells = "".join(f"{_format_metric_stat(summary[g][m], g == 'delta'):>18}" for g in groups)
         n = "/".join(str(summary[g][m]["n"]) for g in groups if g != "delta")
-        lines.append(f"{METRIC_LABELS[m]:<13}{cells}{n:>8}")
+        lines.append(f"{m:<13}{cells}{n:>8}")
     failures = summary.get("failures", [])
     lines.append(f"files: {summary['count']}, metric failures: {len(failures)}")
     for f in failures[:5]:
