@@ -3,9 +3,10 @@
 Every number here comes from a clean reference waveform and an estimate waveform (the team once
 reported a PESQ "estimated" by a formula; that must be impossible), except DNSMOS
 (`common.dnsmos`), which predicts listeners' scores from the signal alone: the one measure for
-recordings without a clean reference, and an extra column beside the others. A metric that cannot be
-computed for a file (silence, a clip shorter than PESQ's 0.25 s, NaN samples, an unreadable file)
-is recorded with its reason and left out of that metric's mean: never a crash, never a zero.
+recordings without a clean reference, and an extra column beside the others. A metric that
+cannot be computed for a file (silence, a clip shorter than PESQ's 0.25 s, NaN samples, an
+unreadable file) is recorded with its reason and left out of that metric's mean: never a crash,
+never a zero.
 
 `evaluate_pairs` scores a list of `EvalItem`s (file paths or in-memory arrays; items without a
 clean reference get DNSMOS only) in forked worker processes, one BLAS thread each, and returns

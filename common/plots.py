@@ -14,6 +14,19 @@ import torch
 from common.audio import StftConfig, stft
 from common.metrics import METRIC_LABELS
 
+MAX_PANELS_PER_ROW = 4  # metric figures: PESQ/STOI/ESTOI/SI-SDR on one row, DNSMOS on the next
+
+
+def _metric_axes(n: int, width: float, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
+    """One panel per metric, at most MAX_PANELS_PER_ROW a row; unused panels hidden."""
+    cols = max(1, min(n, MAX_PANELS_PER_ROW))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat
+
 
 def _save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
     if path is not None:
@@ -101,10 +114,8 @@ def plot_metric_distributions(
     `rows` are per-file results with keys like `noisy_pesq` and `enhanced_pesq`.
     """
     metrics = [m for m in METRIC_LABELS if any(f"noisy_{m}" in r for r in rows)]
-    fig, axes = plt.subplots(
-        1, max(len(metrics), 1), figsize=(3.6 * max(len(metrics), 1), 3.0), squeeze=False
-    )
-    for ax, m in zip(axes[0], metrics):
+    fig, axes = _metric_axes(len(metrics), 3.6, 3.0)
+    for ax, m in zip(axes, metrics):
         for signal, colour in (("noisy", "tab:gray"), ("enhanced", "tab:blue")):
             vals = [float(r[f"{signal}_{m}"]) for r in rows if _is_finite(r.get(f"{signal}_{m}"))]
             if vals:
@@ -118,7 +129,7 @@ def plot_metric_distributions(
         ax.set_title(METRIC_LABELS[m])
         ax.grid(alpha=0.3)
     if metrics:
-        axes[0][0].legend()
+        axes[0].legend()
     fig.tight_layout()
     return _save_figure(fig, path)
 
@@ -158,10 +169,8 @@ def plot_metric_table(
 ) -> plt.Figure:
     """Bar chart of noisy vs enhanced mean per metric (error bars: std), from a metrics summary."""
     metrics = [m for m in METRIC_LABELS if m in summary.get("noisy", {})]
-    fig, axes = plt.subplots(
-        1, max(len(metrics), 1), figsize=(2.6 * max(len(metrics), 1), 3.0), squeeze=False
-    )
-    for ax, m in zip(axes[0], metrics):
+    fig, axes = _metric_axes(len(metrics), 2.6, 3.0)
+    for ax, m in zip(axes, metrics):
         names = [s for s in ("noisy", "enhanced") if m in summary.get(s, {})]
         means = [summary[s][m]["mean"] for s in names]
         stds = [summary[s][m].get("std", 0.0) for s in names]
