@@ -11,6 +11,9 @@
    one, each trained for the same CPU budget, plus noisy, `noisereduce` and the shipped
    checkpoints, on held-out sets.
 
+`make bench` then runs scripts.bench_export (the quantized exports) and scripts.bench_dnsmos
+(DNSMOS on ../shared/data/noisy_only, which has no clean references, for the same systems).
+
 Writes build/bench/results.json and prints Markdown tables. Times are from this machine at this
 moment (shared, noisy): compare the ratios within one run, not absolute numbers across runs.
 

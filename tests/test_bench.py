@@ -102,3 +102,35 @@ def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, 
     assert sorted(p.name for p in (enhanced / short.name).iterdir()) == files
     rows = [ln for ln in done.stdout.splitlines() if ln.startswith(f"| {short.name} | {n_short} |")]
     assert len(rows) == 2
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_the_dnsmos_bench_runs_on_its_own_and_prints_every_system(shared_data, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from common.audio import audio_info, list_audio
+
+    # One short recording of noisy_only/, linked where the bench looks for it.
+    shortest = min(list_audio(shared_data / "noisy_only"), key=lambda p: audio_info(p).frames)
+    data = tmp_path / "data"
+    (data / "noisy_only").mkdir(parents=True)
+    (data / "noisy_only" / shortest.name).symlink_to(shortest)
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [
+        sys.executable, "-m", "scripts.bench_dnsmos", "--data", str(data),
+        "--out", str(tmp_path / "out"), "--ckpt", str(repo / "checkpoints" / "lite-v2.pt"),
+        "--contenders",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "out" / "dnsmos.json").read_text())
+    systems = ["noisy input", "noisereduce", "shipped lite-v2.pt"]
+    assert list(result["systems"]) == systems and result["files"] == 1
+    for label in systems:
+        assert f"| {label} | " in proc.stdout
+        assert result["systems"][label]["n"] == 1 and not result["systems"][label]["failures"]
