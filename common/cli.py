@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("common.commands.data", "prepare and check data"),
     "evaluate": (
         "common.commands.evaluate",
-        "PESQ/STOI/ESTOI/SI-SDR of noisy (and enhanced) files against clean ones",
+        "PESQ/STOI/ESTOI/SI-SDR against clean files, and DNSMOS (also without them)",
     ),
     "train": ("common.commands.train", "train a model"),
     "enhance": ("common.commands.enhance", "enhance audio files with a checkpoint"),
