@@ -310,7 +310,7 @@ def is_noncommercial(rel_path: str, manifest_row: dict[str, str] | None = None) 
     return bool(manifest_row and NONCOMMERCIAL_LICENSE.search(manifest_row.get("license_note", "")))
 
 
-def _stable_rank(key: str, seed: int) -> str:
+def stable_rank(key: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()
 
 
@@ -320,7 +320,7 @@ def assign_splits(
     """Whole groups to "train" / "val" / "test": groups ordered by a hash of (seed, name), the
     first `fractions[1]` of them to test, the next `fractions[0]` to val (at least one group
     each when there are three or more), the rest to train."""
-    ordered = sorted(groups, key=lambda g: _stable_rank(g, seed))
+    ordered = sorted(groups, key=lambda g: stable_rank(g, seed))
     n = len(ordered)
     n_val, n_test = (int(round(n * f)) for f in fractions)
     if n >= 3:

@@ -42,7 +42,7 @@ from common.mixing import (
     SPEAKER_PATTERNS,
     MixConfig,
     MixingDataset,
-    assign_splits,
+    stable_rank,
 )
 
 # Envelope correlation residual/clean above which a residual is taken to hold speech. Measured
@@ -189,12 +189,30 @@ def pair_group(name: str) -> str:
 def split_by_speaker(
     names: list[str], seed: int, fractions: tuple[float, float]
 ) -> dict[str, list[str]]:
-    """Pair names to "train" / "val" / "test" by whole speakers (`pair_group`), as
-    `common.mixing.assign_splits` splits a corpus (`fractions`: validation, test)."""
+    """Pair names to "train" / "val" / "test" by whole speakers (`pair_group`), `fractions`
+    (validation, test) counted in pairs: speakers in a seeded order (a hash, the same on every
+    machine) join test, then validation, while they fit in its share; one speaker with many
+    utterances (a single-reader corpus) therefore never takes a third of the data. A share above
+    0 gets at least one speaker when there are three or more."""
     groups: dict[str, list[str]] = {}
-    for name in names:
+    for name in sorted(names):
         groups.setdefault(pair_group(name), []).append(name)
-    return assign_splits(groups, seed, fractions)
+    ordered = sorted(groups, key=lambda g: stable_rank(g, seed))
+    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    shares = {"test": fractions[1] * len(names), "val": fractions[0] * len(names)}
+    for group in ordered:
+        members = groups[group]
+        split = next(
+            (k for k, share in shares.items() if len(out[k]) + len(members) <= share), "train"
+        )
+        out[split].extend(members)
+    for split, fraction in (("test", fractions[1]), ("val", fractions[0])):
+        if fraction > 0 and not out[split] and len(groups) >= 3:  # every speaker too large
+            smallest = min((g for g in ordered if groups[g][0] in out["train"]),
+                           key=lambda g: (len(groups[g]), stable_rank(g, seed)))  # fmt: skip
+            out["train"] = [n for n in out["train"] if n not in set(groups[smallest])]
+            out[split] = list(groups[smallest])
+    return {k: sorted(v) for k, v in out.items()}
 
 
 class RemixDataset(MixingDataset):

@@ -297,3 +297,15 @@ def test_the_loader_benchmark_prints_every_source_against_the_gpu(tmp_path: Path
     for row in rows:
         rate = float(row.split(" | ")[1])
         assert rate > 0
+
+
+def test_one_prolific_speaker_never_takes_more_than_the_validation_share() -> None:
+    # A single-reader corpus (LJ Speech: one speaker, hundreds of utterances) beside many
+    # speakers with a few each: the share is counted in pairs, not in speakers.
+    names = [f"LJ001-{i:04d}.wav" for i in range(200)]
+    names += [f"{spk}-1-{u:04d}.wav" for spk in range(100, 200) for u in range(4)]
+    for seed in range(5):
+        split = split_by_speaker(names, seed, (0.05, 0.0))
+        assert 0 < len(split["val"]) <= 0.05 * len(names)
+        assert not split["test"] and "ljspeech" not in {pair_group(n) for n in split["val"]}
+        assert len(split["train"]) + len(split["val"]) == len(names)
