@@ -60,8 +60,9 @@ bench: setup
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset
 
+# RUNS: local run folders to compare too (e.g. RUNS="runs/a runs/b"); BASELINE: a run's label.
 report: setup
-	$(PY) -m builders.kaggle report
+	$(PY) -m builders.kaggle report $(if $(RUNS),--runs $(RUNS)) $(if $(BASELINE),--baseline "$(BASELINE)")
 
 # Static pattern rules: GNU make never applies a plain pattern rule (`push-%:`) to a .PHONY
 # target, which made `make push-dpt` print "Nothing to be done". POLL: first wait interval, s.

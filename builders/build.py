@@ -68,6 +68,9 @@ BUILD_KEY = "lse_build"  # notebook metadata written by this builder
 
 
 TRAINING_SOURCE = "train"  # notebooks_src/train.py: built once per recipe
+# Notebooks executed on this machine (`make report`), never pushed to Kaggle: no kernel metadata,
+# not in the smoke or the Kaggle targets.
+LOCAL_NOTEBOOKS = ("report",)
 
 
 def recipe_notebooks(repo: Path = REPO) -> list[str]:
@@ -76,11 +79,12 @@ def recipe_notebooks(repo: Path = REPO) -> list[str]:
 
 
 def notebook_names(repo: Path = REPO) -> list[str]:
-    """Every recipe, and every other notebooks_src/*.py not starting with "_" (examples)."""
+    """Every recipe, and every other notebooks_src/*.py not starting with "_" (examples) that
+    runs on Kaggle (not the LOCAL_NOTEBOOKS)."""
     others = [
         p.stem
         for p in (repo / SOURCES_DIR).glob("*.py")
-        if not p.stem.startswith("_") and p.stem != TRAINING_SOURCE
+        if not p.stem.startswith("_") and p.stem not in (TRAINING_SOURCE, *LOCAL_NOTEBOOKS)
     ]
     clash = sorted(set(others) & set(recipe_notebooks(repo)))
     if clash:
@@ -328,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         if not names:
             raise UserError(f"{SOURCES_DIR}/ has no notebook sources (*.py not starting with '_')")
         for name in names:
+            if name in LOCAL_NOTEBOOKS:  # executed here by `make report`, never pushed
+                print(f"{build_notebook(name, force=args.force).relative_to(REPO)}: local notebook")
+                continue
             kernel_dir = build_kernel(name, args.username, force=args.force)
             meta = json.loads((kernel_dir / "kernel-metadata.json").read_text(encoding="utf-8"))
             nb = json.loads((kernel_dir / f"{name}.ipynb").read_text(encoding="utf-8"))

@@ -4,7 +4,7 @@
     python -m builders.kaggle status NAME
     python -m builders.kaggle wait NAME [--poll S] [--timeout S]
     python -m builders.kaggle pull NAME              # -> results/NAME/vN/
-    python -m builders.kaggle report                 # -> results/LEADERBOARD.md (+ leaderboard.png)
+    python -m builders.kaggle report [--runs DIR...]  # -> results/report.html, LEADERBOARD.md
     python -m builders.kaggle upload-data FOLDER [--dataset SLUG] [--include-nc]
                                                      # your speech + noise as a Kaggle dataset
 
@@ -654,7 +654,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-poll", type=float, default=OpsConfig.max_poll_s, help="longest, s")
     p.add_argument("--timeout", type=float, default=OpsConfig.wait_timeout_s, help="limit, s")
     sub.add_parser("pull", help="download outputs into results/NAME/vN/").add_argument("name")
-    sub.add_parser("report", help="write results/LEADERBOARD.md from pulled summary.json files")
+    p = sub.add_parser(
+        "report", help="results/report.html + LEADERBOARD.md from pulled runs and --runs folders"
+    )
+    p.add_argument("--runs", nargs="*", default=[], metavar="DIR", help="local run folders")
+    p.add_argument(
+        "--baseline",
+        default="auto",
+        help="run the others are compared with (default: previous best)",
+    )
     from builders.metadata import OWN_DATASET_SLUG
     from builders.upload_data import UploadConfig
 
@@ -694,9 +702,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             upload_data(args.folder, args.dataset, args.include_nc, cfg=upload_cfg)
         else:
-            from builders.report import write_leaderboard
+            from builders.report import make_report
 
-            print(f"wrote {write_leaderboard(cfg.results_dir)}")
+            make_report(cfg.results_dir, args.runs, args.baseline)
     except UserError as exc:
         for problem in getattr(exc, "problems", []):
             print(f"error: {problem}", file=sys.stderr)

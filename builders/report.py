@@ -1,94 +1,76 @@
-"""`results/LEADERBOARD.md` and `results/leaderboard.png`, from pulled `summary.json` files only.
+"""`make report`: results/report.html (the reviewers' comparison notebook, executed and rendered)
+and results/LEADERBOARD.md + leaderboard.png, from the same numbers.
 
-Every number on the leaderboard is read from a `summary.json` that `pull` downloaded and
-recorded (with its sha256) in `results/registry.json`; a summary edited after the pull is
-reported as such and its numbers are left out. Nothing here is typed in by hand.
+Runs are those pulled into `results/` (recorded with each file's sha256 in
+`results/registry.json`) and local run folders given with `RUNS=...`. The numbers come from
+`common.report`, which the notebook calls too: means and 95% bootstrap intervals over the per-file
+scores a run wrote (runs from before `eval_per_file.csv` was pulled: their summary.json means,
+without an interval). A file edited after the pull is reported as such and its numbers are left
+out. Nothing here is typed in by hand.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
+import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from builders.outputs import sha256_file
-from builders.registry import RunRecord, find_summary, load_registry
+from common.atomic import atomic_write
+from common.errors import UserError
+from common.metrics import METRIC_NAMES
+from common.report import (
+    KAGGLE_CODE_URL,
+    Run,
+    choose_baseline,
+    fmt_number,
+    headline_means,
+    load_pulled_runs,
+    load_runs,
+    metric_label,
+    run_sort_key,
+)
 
-METRICS = ("pesq", "stoi", "estoi", "si_sdr")
-METRIC_TITLES = {"pesq": "PESQ-wb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
 LEADERBOARD_NAME = "LEADERBOARD.md"
 PLOT_NAME = "leaderboard.png"
-KAGGLE_CODE_URL = "https://www.kaggle.com/code/"
+REPORT_NAME = "report.html"
+REPORT_NOTEBOOK = "report"
+PAGE_TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
+# Pulled runs that still get their summary.json means on the leaderboard without per-file rows.
+_SUMMARY_ONLY = ("no eval_per_file.csv", "eval_per_file.csv was pulled elsewhere")
 
 
-@dataclass
-class Row:
-    run: RunRecord
-    summary: dict[str, Any] | None
-    note: str = ""
+def _has_numbers(run: Run) -> bool:
+    if run.ok:
+        return True
+    return run.problem.startswith(_SUMMARY_ONLY) and isinstance(run.summary.get("metrics"), dict)
 
 
-def _mean(summary: dict[str, Any], group: str, metric: str) -> float | None:
-    value = (summary.get(group) or {}).get(metric, {}) or {}
-    mean = value.get("mean") if isinstance(value, dict) else None
-    if isinstance(mean, (int, float)) and math.isfinite(mean):
-        return float(mean)
-    return None
-
-
-def load_rows(results_dir: Path) -> list[Row]:
-    """One row per recorded run, with its pulled summary when there is a trustworthy one."""
-    rows = []
-    for run in load_registry(results_dir).runs:
-        if run.pulled_dir is None:
-            rows.append(Row(run, None, f"not pulled ({run.status or 'unknown'})"))
-            continue
-        name = find_summary(run.files)
-        path = results_dir / run.pulled_dir / (name or "summary.json")
-        recorded = run.files.get(name, {}).get("sha256") if name else None
-        if not (results_dir / run.pulled_dir).is_dir():
-            rows.append(Row(run, None, f"pulled folder {run.pulled_dir} missing here"))
-        elif not path.is_file() or recorded is None:
-            rows.append(Row(run, None, "no summary.json"))
-        elif sha256_file(path) != recorded:
-            warnings.warn(
-                f"{path}: changed since it was pulled; its numbers are left out", stacklevel=2
-            )
-            rows.append(Row(run, None, "summary.json edited after pull"))
-        else:
-            try:
-                rows.append(Row(run, json.loads(path.read_text(encoding="utf-8"))))
-            except json.JSONDecodeError:
-                rows.append(Row(run, None, "summary.json unreadable"))
-    return rows
-
-
-def _fmt(value: float | None, metric: str, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    digits = 2 if metric == "si_sdr" else 3
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def _metric_cell(summary: dict[str, Any], metric: str) -> str:
-    noisy, enhanced = _mean(summary, "noisy", metric), _mean(summary, "enhanced", metric)
-    delta = _mean(summary, "delta", metric)
+def _metric_cell(run: Run, metric: str) -> str:
+    noisy, enhanced, interval = headline_means(run, metric)
     if enhanced is None:
-        return _fmt(noisy, metric) + " (noisy)" if noisy is not None else "–"
-    return f"{_fmt(noisy, metric)} → **{_fmt(enhanced, metric)}** ({_fmt(delta, metric, True)})"
+        return fmt_number(noisy, metric) + " (noisy)" if noisy is not None else "–"
+    ci = (
+        f" [{fmt_number(interval.lo, metric)}, {fmt_number(interval.hi, metric)}]"
+        if interval is not None and interval.n > 1
+        else ""
+    )
+    delta = None if noisy is None else enhanced - noisy
+    return (
+        f"{fmt_number(noisy, metric)} → **{fmt_number(enhanced, metric)}**{ci} "
+        f"({fmt_number(delta, metric, True)})"
+    )
 
 
-def _duration(seconds: Any) -> str:
+def _duration(seconds: object) -> str:
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "–"
     minutes = int(round(seconds / 60))
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _params(value: Any) -> str:
+def _params(value: object) -> str:
     if not isinstance(value, int):
         return "–"
     if value >= 1_000_000:
@@ -96,74 +78,66 @@ def _params(value: Any) -> str:
     return f"{value / 1e3:.0f}K" if value >= 10_000 else str(value)
 
 
-def _plain(value: Any) -> str:
-    return "–" if value is None else str(value)
-
-
-def _short(value: Any, width: int = 40) -> str:
+def _short(value: object, width: int = 40) -> str:
     if value is None:
         return "–"
     if isinstance(value, dict):
-        value = value.get("name") or value.get("test") or json.dumps(value, sort_keys=True)
+        value = value.get("name") or value.get("test") or str(sorted(value.items()))
     text = str(value).replace("|", "/").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _sort_key(row: Row) -> tuple[int, float]:
-    metrics = (row.summary or {}).get("metrics") or {}
-    pesq = _mean(metrics, "enhanced", "pesq")
-    return (0, -pesq) if pesq is not None else (1, 0.0)
-
-
-def render_markdown(rows: list[Row], plot_name: str | None) -> str:
+def render_markdown(runs: list[Run], plot_name: str | None) -> str:
     head = (
         "| run | model | params | pushed | device | epochs (best) | train time | test files "
-        "| " + " | ".join(METRIC_TITLES[m] for m in METRICS) + " | kernel |"
+        "| " + " | ".join(metric_label(m) for m in METRIC_NAMES) + " | kernel |"
     )
     lines = [
         "# Leaderboard",
         "",
-        "Generated by `make report` from the `summary.json` each run wrote on Kaggle and "
-        "`make pull-NAME` downloaded (recorded in `results/registry.json`). Metric cells: "
-        "noisy → **enhanced** (delta), means over the test files.",
+        "Generated by `make report` from the files each run wrote on Kaggle and "
+        "`make pull-NAME` downloaded (recorded in `results/registry.json`); the same numbers as "
+        "`results/report.html`. Metric cells: noisy → **enhanced** [95% bootstrap interval over "
+        "the test files] (difference), means over the test files.",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
     ]
-    for row in sorted(rows, key=_sort_key):
-        run, s = row.run, row.summary or {}
-        link = f"[{run.kernel}]({KAGGLE_CODE_URL}{run.kernel})"
-        epochs = f"{_plain(s.get('epochs'))} ({_plain(s.get('best_epoch'))})" if s else "–"
-        count = str(s.get("metrics", {}).get("count", "–")) if s else "–"
-        failures = len(s.get("metrics", {}).get("failures") or []) if s else 0
+    for run in sorted(runs, key=run_sort_key):
+        s = run.summary if _has_numbers(run) else {}
+        link = f"[{run.kernel}]({KAGGLE_CODE_URL}{run.kernel})" if run.kernel else "local"
+        epochs = f"{s.get('epochs', '–')} ({s.get('best_epoch', '–')})" if s else "–"
+        metrics = s.get("metrics") or {}
+        count = str(len(run.rows) if run.rows else metrics.get("count", "–")) if s else "–"
+        failures = len(metrics.get("failures") or [])
         if failures:
             count += f" ({failures} metric failures)"
-        metrics = (
-            [_metric_cell(s["metrics"], m) for m in METRICS]
-            if s.get("metrics")
-            else [row.note or run.status or "–"] + ["–"] * (len(METRICS) - 1)
-        )
-        cells = [
+        if s and (run.rows or metrics):
+            cells = [_metric_cell(run, m) for m in METRIC_NAMES]
+        else:
+            cells = [run.problem or run.status or "–"] + ["–"] * (len(METRIC_NAMES) - 1)
+        row = [
             run.label,
-            _short(s.get("model", run.name)),
+            _short(s.get("model", run.label.split(" ")[0])),
             _params(s.get("params")),
-            run.pushed_at[:10],
+            run.when[:10] or "–",
             _short(s.get("device")),
             epochs,
             _duration(s.get("train_seconds")),
             count,
-            *metrics,
-            link,
+            *cells,
+            link + (" ⚠ files changed after the pull" if run.changed else ""),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(row) + " |")
     if plot_name:
         lines += ["", f"![noisy vs enhanced per run]({plot_name})"]
     return "\n".join(lines) + "\n"
 
 
-def plot_leaderboard(rows: list[Row], path: Path) -> Path | None:
+def plot_leaderboard(runs: list[Run], path: Path) -> Path | None:
     """Noisy vs enhanced mean per metric and run (one panel per metric); None without data."""
-    scored = [r for r in sorted(rows, key=_sort_key) if r.summary and r.summary.get("metrics")]
+    scored = [r for r in sorted(runs, key=run_sort_key) if _has_numbers(r)]
+    scored = [r for r in scored if headline_means(r, METRIC_NAMES[0])[1] is not None]
     if not scored:
         return None
     import matplotlib
@@ -171,20 +145,24 @@ def plot_leaderboard(rows: list[Row], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r.run.label for r in scored]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.6 * len(METRICS), 3.4), squeeze=False)
+    labels = [r.label for r in scored]
+    fig, axes = plt.subplots(
+        1, len(METRIC_NAMES), figsize=(3.6 * len(METRIC_NAMES), 3.4), squeeze=False
+    )
     width = 0.4
-    for ax, metric in zip(axes[0], METRICS):
+    for ax, metric in zip(axes[0], METRIC_NAMES):
         xs = range(len(scored))
-        for offset, group in ((-width / 2, "noisy"), (width / 2, "enhanced")):
-            values = [_mean(r.summary["metrics"], group, metric) for r in scored]
-            ax.bar(
-                [x + offset for x in xs],
-                [v if v is not None else 0.0 for v in values],
-                width,
-                label=group,
-            )
-        ax.set_title(METRIC_TITLES[metric])
+        means = [headline_means(r, metric) for r in scored]
+        for offset, i, group in ((-width / 2, 0, "noisy"), (width / 2, 1, "enhanced")):
+            values = [m[i] if m[i] is not None else 0.0 for m in means]
+            err = None
+            if group == "enhanced":
+                err = [
+                    [max(0.0, v - m[2].lo) if m[2] else 0.0 for v, m in zip(values, means)],
+                    [max(0.0, m[2].hi - v) if m[2] else 0.0 for v, m in zip(values, means)],
+                ]
+            ax.bar([x + offset for x in xs], values, width, yerr=err, capsize=3, label=group)
+        ax.set_title(metric_label(metric))
         if metric == "pesq":
             ax.set_ylim(bottom=1.0)  # PESQ-wb starts at 1.04: from 0 the differences vanish
         ax.set_xticks(list(xs))
@@ -202,9 +180,86 @@ def plot_leaderboard(rows: list[Row], path: Path) -> Path | None:
 def write_leaderboard(results_dir: Path) -> Path:
     """Write LEADERBOARD.md (and leaderboard.png when any run has metrics); returns the .md."""
     results_dir = Path(results_dir)
-    rows = load_rows(results_dir)
-    plot = plot_leaderboard(rows, results_dir / PLOT_NAME)
+    runs = load_pulled_runs(results_dir)
+    for run in runs:
+        for name in run.changed:
+            warnings.warn(
+                f"{run.folder or results_dir}/{name}: changed since it was pulled"
+                + ("; its numbers are left out" if not _has_numbers(run) else ""),
+                stacklevel=2,
+            )
+    plot = plot_leaderboard(runs, results_dir / PLOT_NAME)
     out = results_dir / LEADERBOARD_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_markdown(rows, plot.name if plot else None), encoding="utf-8")
+    out.write_text(render_markdown(runs, plot.name if plot else None), encoding="utf-8")
     return out
+
+
+def render_page(executed: Path, out: Path) -> Path:
+    """The executed notebook as one self-contained HTML page: library code left out (as in the
+    smoke's renders), no scripts fetched from a CDN."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from builders.generated import LIBRARY_TAG
+
+    config = Config()
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_input_tags = {LIBRARY_TAG}
+    exporter = HTMLExporter(config=config, template_file=str(PAGE_TEMPLATE))
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    with atomic_write(out, encoding="utf-8") as fh:
+        fh.write(body)
+    return out
+
+
+def render_report(
+    results_dir: Path, run_dirs: list[str] | None = None, baseline: str = "auto"
+) -> Path | None:
+    """Execute notebooks_src/report.py over the runs and render results/report.html (library
+    code left out; the executed notebook beside it). None when there is no run at all."""
+    from builders.build import build_notebook
+    from builders.smoke import execute, isolated_kernel
+
+    results_dir = Path(results_dir).resolve()
+    run_dirs = [str(Path(d).resolve()) for d in run_dirs or []]
+    if not load_runs(results_dir, run_dirs):
+        return None
+    with tempfile.TemporaryDirectory(prefix="lse-report-") as tmp_name:
+        tmp = Path(tmp_name)
+        notebook = build_notebook(REPORT_NOTEBOOK, out_dir=tmp / "built")
+        executed = tmp / f"{REPORT_NOTEBOOK}.ipynb"
+        params = {"results_dir": str(results_dir), "run_dirs": run_dirs, "baseline": baseline}
+        with isolated_kernel(tmp) as kernel:
+            (tmp / "cwd").mkdir()
+            try:
+                execute(notebook, executed, params, kernel, tmp / "cwd", timeout_s=600)
+            finally:
+                if executed.is_file():  # a failed run is rendered too: it shows the traceback
+                    results_dir.mkdir(parents=True, exist_ok=True)
+                    render_page(executed, results_dir / REPORT_NAME)
+                    shutil.copyfile(executed, results_dir / f"{REPORT_NOTEBOOK}.ipynb")
+    return results_dir / REPORT_NAME
+
+
+def make_report(results_dir: Path, run_dirs: list[str] | None, baseline: str = "auto") -> None:
+    """What `make report` prints: the leaderboard and the page, or one line when there are no runs."""
+    runs = load_runs(results_dir, [str(Path(d).resolve()) for d in run_dirs or []])
+    if not runs:
+        print(
+            f"report: no runs to compare (nothing pulled in {results_dir}/registry.json and no "
+            "RUNS=...): pull one with `make pull-NAME` or pass RUNS=runs/NAME"
+        )
+        return
+    choose_baseline(runs, baseline)  # a wrong name is one line, before the notebook runs
+    if load_pulled_runs(results_dir):
+        print(f"wrote {write_leaderboard(results_dir)}")
+    try:
+        page = render_report(results_dir, run_dirs, baseline)
+    except UserError as exc:
+        raise UserError(f"report notebook failed: {exc}") from None
+    left_out = [r for r in runs if not r.ok]
+    print(f"wrote {page}: {len(runs) - len(left_out)} run(s) compared, {len(left_out)} left out")
+    for run in left_out:
+        print(f"  left out: {run.label}: {run.problem}")

@@ -39,7 +39,6 @@ import numpy as np
 import soundfile as sf
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from common.atomic import remove_stale_temp_files, set_usual_permissions, temp_prefix
 from common.audio import (
@@ -54,6 +53,7 @@ from common.audio import (
 )
 from common.env import select_device
 from common.errors import UserError
+from common.progress import progress as progress_bar
 from common.streaming import is_streamable
 
 # Formats soundfile writes for the suffixes `enhance` accepts; others fall back to 16-bit PCM.
@@ -557,7 +557,9 @@ def enhance_path(
     # the next file is enhanced; at most WRITES_AHEAD outputs wait in memory for it.
     pending: deque[tuple[Path, Path, Future]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="enhance-writer") as writer:
-        for s, d in tqdm(jobs, desc="enhance", unit="file", disable=not progress or len(jobs) < 2):
+        for s, d in progress_bar(
+            jobs, desc="enhance", unit="file", disable=not progress or len(jobs) < 2
+        ):
             try:
                 write = _enhanced_writer(enhancer, s, d)
             except UserError as exc:

@@ -36,10 +36,13 @@ from common.env import (
     select_device,
 )
 from common.errors import UserError
+from common.examples import choose_examples, save_examples
 from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
+from common.model_table import model_blocks, model_table
 from common.models import count_parameters
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
 from common.run import RunData, check_model, train
+from common.stats import headline
 
 KAGGLE_WORKING = Path("/kaggle/working")
 
@@ -323,6 +326,8 @@ def write_run_summary(
     data: RunData,
     build_info: dict | None = None,
     timings: dict | None = None,
+    gmacs_per_s: float | None = None,
+    history: list | None = None,
 ) -> Path:
     """`summary.json`: what the leaderboard reads (never a number typed by hand), with the
     configuration stored whole."""
@@ -338,6 +343,8 @@ def write_run_summary(
         if env.description.get("gpus") and env.device.type == "cuda"
         else str(env.device),
         "nproc": env.nproc,
+        "gmacs_per_s": gmacs_per_s,
+        "steps": train_summary.get("step"),
         "epochs": train_summary.get("epochs_done"),
         "best_epoch": train_summary.get("best_epoch"),
         "stop_reason": train_summary.get("stop_reason"),
@@ -348,6 +355,8 @@ def write_run_summary(
         "kernel": os.environ.get("KAGGLE_KERNEL_RUN_TYPE") and os.environ.get("KAGGLE_URL_BASE"),
         "metrics": metrics,
     }
+    if history is not None:  # an evaluation: the checkpoint's training history (no history.json)
+        summary["history"] = history
     path = out_dir / "summary.json"
     path.write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     print(f"wrote {path}")
@@ -355,10 +364,13 @@ def write_run_summary(
 
 
 def show_examples(enhanced: EnhancedSet, out_dir: Path, n: int = 3) -> None:
-    """Spectrograms (saved and shown) and audio players for a few examples."""
+    """Save the fixed listening examples (examples/: every run saves the same test files, so the
+    report plays runs side by side), and show spectrograms and audio players for `n` of them."""
     import matplotlib.pyplot as plt
     from IPython.display import Audio, display
 
+    index = save_examples(enhanced.items, out_dir)
+    print(f"listening examples: {index.parent} (noisy, enhanced, clean)")
     for name, signals in example_signals(enhanced, n):
         plot_spectrograms(
             signals, title=name, path=out_dir / f"spectrogram_{name.replace('/', '_')}.png"
@@ -370,21 +382,31 @@ def show_examples(enhanced: EnhancedSet, out_dir: Path, n: int = 3) -> None:
 
 
 def example_signals(enhanced: EnhancedSet, n: int = 3) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """A few (name, {noisy, enhanced, clean}) examples, spread over the test set."""
-    idx = (
-        np.linspace(0, len(enhanced.items) - 1, num=min(n, len(enhanced.items))).round().astype(int)
-    )
+    """A few (name, {noisy, enhanced, clean}) examples: the first `n` of the fixed choice."""
+    by_name = {item.name: item for item in enhanced.items}
     return [
         (
-            enhanced.items[i].name,
+            name,
             {
-                "noisy": enhanced.items[i].noisy,
-                "enhanced": enhanced.items[i].enhanced,
-                "clean": enhanced.items[i].clean,
+                "noisy": by_name[name].noisy,
+                "enhanced": by_name[name].enhanced,
+                "clean": by_name[name].clean,
             },
         )
-        for i in sorted(set(idx.tolist()))
+        for name in choose_examples(by_name)[:n]
     ]
+
+
+def show_model(model: torch.nn.Module, cfg: RunConfig) -> float:
+    """The model as a table (block, output shape for 1 s of audio, parameters); returns its
+    multiply-accumulates per second of audio in G (for summary.json)."""
+    print(model_table(model, cfg.stft))
+    return model_blocks(model, cfg.stft)[1] / 1e9
+
+
+def show_headline(rows: list[dict]) -> None:
+    """The run's headline numbers: noisy, enhanced and their paired difference, with intervals."""
+    print(headline(rows))
 
 
 # -------------------------------------------------------------- evaluating an earlier run
@@ -412,12 +434,14 @@ def find_checkpoint(spec: str) -> Path:
 def checkpoint_overview(path: Path) -> dict:
     """What a checkpoint says about its run: model, parameters, epochs, best validation loss."""
     state = load_checkpoint(path)
-    model, _ = load_model(path)  # the checked path: a mismatched checkpoint is one line
+    model, stft_cfg = load_model(path)  # the checked path: a mismatched checkpoint is one line
     history = state.get("history", [])
+    _, macs = model_blocks(model, stft_cfg)
     overview = {
         "checkpoint": str(path),
         "model": state["model_name"],
         "params": count_parameters(model),
+        "gmacs_per_s": macs / 1e9,
         "epoch": state.get("epoch"),
         "step": state.get("step"),
         "best_epoch": state.get("best_epoch"),
@@ -493,6 +517,7 @@ def write_evaluation_summary(
         params_count=o["params"],
         train_summary={
             "epochs_done": o["epoch"],
+            "step": o["step"],
             "best_epoch": o["best_epoch"],
             "train_seconds": o["train_seconds"],
             "stop_reason": "evaluation only",
@@ -502,4 +527,6 @@ def write_evaluation_summary(
         data=data,
         build_info=build_info,
         timings={"enhance_seconds": enhanced.seconds, "checkpoint": str(run.ckpt)},
+        gmacs_per_s=o.get("gmacs_per_s"),
+        history=o["history"],
     )

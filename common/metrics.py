@@ -36,12 +36,12 @@ from pystoi.stoi import NFFT as STOI_NFFT
 from pystoi.stoi import OBM as STOI_OCTAVE_BANDS
 from pystoi.stoi import N as STOI_SEGMENT_FRAMES
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, load_audio, resample
 from common.data import misalignment
 from common.errors import UserError
+from common.progress import progress as progress_bar
 
 METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")  # against a clean reference
 DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")  # no reference needed
@@ -464,7 +464,7 @@ def evaluate_pairs(
         # One BLAS thread here too: OpenBLAS threads spin on these small products and cost
         # about as much CPU as the metrics themselves.
         with threadpool_limits(limits=1):
-            outputs = [_evaluate_capturing_warnings(job) for job in tqdm(jobs, **bar)]
+            outputs = [_evaluate_capturing_warnings(job) for job in progress_bar(jobs, **bar)]
     else:
         # Small chunks: per-file cost varies with length, and the last chunk sets the wall time.
         chunk = max(1, len(jobs) // (n_workers * 8))
@@ -472,9 +472,9 @@ def evaluate_pairs(
         with ProcessPoolExecutor(
             n_workers, mp_context=context, initializer=_limit_eval_worker_threads
         ) as pool:
-            # map() forks the workers before tqdm starts its monitor thread.
+            # map() forks the workers before a tqdm bar starts its monitor thread.
             results = pool.map(_evaluate_capturing_warnings, jobs, chunksize=chunk)
-            outputs = list(tqdm(results, **bar))
+            outputs = list(progress_bar(results, **bar))
     rows, failures = [], []
     for row, item_failures, messages in outputs:
         rows.append(row)

@@ -49,7 +49,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
 
 from common.audio import StftConfig, istft, stft
 from common.budget import BUDGET_CLOCKS, TrainBudget
@@ -67,6 +66,7 @@ from common.distributed import all_reduce_sum, any_rank, barrier, dist_info
 from common.ema import WeightEMA
 from common.env import select_device
 from common.errors import UserError
+from common.progress import progress as progress_bar
 
 SCHEDULERS = ("plateau", "cosine")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -521,7 +521,7 @@ class Trainer:
         epoch, totals = self.state.epoch, self.state.epoch_totals
         self._set_epoch(epoch)
         loader = self._train_loader(epoch)
-        bar = tqdm(
+        bar = progress_bar(
             total=self.steps_per_epoch,
             initial=self.state.samples_in_epoch // self.cfg.batch_size,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",

@@ -62,8 +62,11 @@ show_examples(enhanced, run.out_dir)
 
 # %% [markdown]
 # ## Summary
+# `summary.json` for `make report`, and the headline: noisy and enhanced means with 95% bootstrap
+# intervals over the test files, and their paired difference.
 
 # %%
-from common.experiment import write_evaluation_summary
+from common.experiment import show_headline, write_evaluation_summary
 
 summary_path = write_evaluation_summary(run, data, result, enhanced, globals().get("BUILD_INFO"))
+show_headline(result.rows)

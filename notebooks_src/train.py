@@ -61,15 +61,17 @@ data = prepare_data(config, work_dir(config))
 
 # %% [markdown]
 # ## Model
+# One row per block: its output shape for one second of audio and its parameters, then the
+# multiply-accumulates per second of audio (the compute a real-time device must afford).
 
 # %%
+from common.experiment import show_model
 from common.models import build_model, count_parameters
 from common.run import model_settings
 
 model = build_model(config.model.name, **model_settings(config))
 n_params = count_parameters(model)
-print(model)
-print(f"{config.model.name}: {n_params:,} parameters")
+gmacs_per_s = show_model(model, config)
 
 # %% [markdown]
 # ## Training
@@ -103,7 +105,8 @@ plt.show()
 
 # %% [markdown]
 # ## Examples: listen and look
-# Spectrograms of noisy, enhanced and clean on one colour scale, with audio players.
+# Spectrograms of noisy, enhanced and clean on one colour scale, with audio players. The same
+# few test files (a fixed choice by name) are saved as audio in `examples/` for the report.
 
 # %%
 from common.experiment import show_examples
@@ -123,10 +126,12 @@ n_maps = show_attention(model, out_dir / "best.pt", enhanced.items[0].noisy, con
 
 # %% [markdown]
 # ## Summary
-# `summary.json` is what `make report` reads for the leaderboard.
+# `summary.json` (with `eval_per_file.csv`, `history.json` and `examples/`) is what `make report`
+# reads. The headline: each metric's mean for the noisy input and the enhanced output with 95%
+# bootstrap intervals over the test files, and their paired difference.
 
 # %%
-from common.experiment import write_run_summary
+from common.experiment import show_headline, write_run_summary
 
 summary_path = write_run_summary(
     config,
@@ -138,4 +143,6 @@ summary_path = write_run_summary(
     data=data,
     build_info=globals().get("BUILD_INFO"),
     timings={"enhance_seconds": enhanced.seconds},
+    gmacs_per_s=gmacs_per_s,
 )
+show_headline(result.rows)

@@ -95,7 +95,8 @@ def test_a_summary_edited_after_the_pull_loses_its_numbers(tmp_path: Path):
     with pytest.warns(UserWarning, match="changed since it was pulled"):
         board = write_leaderboard(results).read_text()
     row = row_of(board, "crn v1")
-    assert "edited after pull" in row and "3.900" not in row and "1.630" not in row
+    assert "summary.json changed after the pull" in row and "3.900" not in row
+    assert "1.630" not in row and "⚠ files changed after the pull" in row
     assert not (results / "leaderboard.png").exists()
 
 

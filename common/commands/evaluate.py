@@ -14,22 +14,28 @@ summary. DNSMOS (SIG, BAK, OVRL, P.808; no reference needed) is an extra column 
 they can only be scored by DNSMOS, the noisy input and, with --enhanced, the enhanced files.
 
 --ckpt CKPT enhances the noisy files with a checkpoint (in memory, at 16 kHz mono, as they are
-scored) instead of reading them from --enhanced; `enhance` writes such files.
+scored) instead of reading them from --enhanced; `enhance` writes such files. With --pairs, OUT
+then becomes a run folder like a notebook's outputs, which `make report RUNS=OUT` compares with
+other runs: summary.json (the checkpoint's model, size, configuration and training history) and
+examples/ (the fixed listening examples: noisy, enhanced, clean; --enhanced writes them too).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
+import numpy as np
 
 from common.audio import SAMPLE_RATE, list_audio, load_audio
 from common.data import audio_root, discover_pairs, find_pair_dirs
 from common.errors import UserError
 from common.metrics import EvalItem, evaluate_pairs, summary_table, write_results
+from common.progress import progress as progress_bar
+from common.stats import headline
 
 DEFAULT_EVAL_OUT = Path("results") / "evaluate"
 
@@ -89,7 +95,7 @@ def enhance_items(items: list[EvalItem], ckpt: Path, progress: bool) -> list[Eva
 
     enhancer = load_enhancer(ckpt)
     enhanced: list[EvalItem] = []
-    for item in tqdm(items, desc="enhance", unit="file", disable=not progress):
+    for item in progress_bar(items, desc="enhance", unit="file", disable=not progress):
         try:
             wav = load_audio(item.noisy, SAMPLE_RATE, warn=True)
             out = enhancer.enhance(wav, SAMPLE_RATE)
@@ -133,15 +139,84 @@ def run_evaluate(args: argparse.Namespace) -> int:
         items = build_eval_items(args.pairs, args.enhanced)
     else:
         items = build_noisy_only_items(args.noisy_only, args.enhanced)
+    start = time.time()
     if args.ckpt is not None:
         items = enhance_items(items, args.ckpt, progress=not args.no_progress)
+    seconds = time.time() - start
     result = evaluate_pairs(
         items, workers=args.workers, progress=not args.no_progress, dnsmos=not args.no_dnsmos
     )
     csv_path, json_path = write_results(result, args.out)
     print(summary_table(result.summary))
     print(f"per-file: {csv_path}\nsummary:  {json_path}")
+    if args.pairs is not None and (args.ckpt is not None or args.enhanced is not None):
+        from common.examples import save_examples
+
+        print(f"examples: {save_examples(_loaded(items), args.out).parent}")
+    if args.pairs is not None and args.ckpt is not None:
+        # A run folder for `make report RUNS=OUT`: what the checkpoint says about its run.
+        print(f"run:      {write_run_summary(args, result.summary, seconds)}")
+        print(headline(result.rows))
     return 0
+
+
+def _loaded(items: list[EvalItem]) -> list[EvalItem]:
+    """The chosen listening examples with their signals as arrays, cut to one length."""
+    from common.examples import choose_examples
+
+    chosen = set(choose_examples(i.name for i in items))
+    out = []
+    for it in items:
+        if it.name not in chosen or it.enhanced is None:
+            continue
+        signals = {
+            s: w if isinstance(w, np.ndarray) else load_audio(w, SAMPLE_RATE)
+            for s, w in (("clean", it.clean), ("noisy", it.noisy), ("enhanced", it.enhanced))
+        }
+        n = min(len(w) for w in signals.values())
+        out.append(EvalItem(it.name, **{k: v[:n] for k, v in signals.items()}))
+    return out
+
+
+def write_run_summary(args: argparse.Namespace, summary: dict, seconds: float) -> Path:
+    """summary.json of a CLI evaluation of a checkpoint: what the report reads about the run."""
+    import json
+
+    from common.atomic import atomic_write
+    from common.checkpoint import json_safe
+    from common.experiment import checkpoint_overview, git_commit
+    from common.report import sha256_file
+
+    o = checkpoint_overview(args.ckpt)
+    config = o["config"] if isinstance(o.get("config"), dict) else {}
+    run = {
+        "model": o["model"],
+        "recipe": config.get("recipe"),
+        "params": o["params"],
+        "gmacs_per_s": o["gmacs_per_s"],
+        "config": config,
+        "device": None,  # where it trained is not recorded in the checkpoint
+        "evaluation_device": "cpu",
+        "epochs": o["epoch"],
+        "best_epoch": o["best_epoch"],
+        "steps": o["step"],
+        "stop_reason": "evaluation only",
+        "train_seconds": o["train_seconds"],
+        "timings": {
+            "enhance_seconds": seconds,
+            "checkpoint": str(args.ckpt),
+            "checkpoint_sha256": sha256_file(Path(args.ckpt)),
+        },
+        "evaluated_on": str(args.pairs),
+        "git_commit": git_commit(),
+        "kernel": None,
+        "history": o["history"],
+        "metrics": summary,
+    }
+    path = args.out / "summary.json"
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(json_safe(run), indent=2, allow_nan=False) + "\n")
+    return path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -174,7 +249,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ckpt",
         type=Path,
         metavar="CKPT",
-        help="enhance the noisy files with this checkpoint and score the result (no --enhanced)",
+        help="enhance the noisy files with this checkpoint and score the result (no --enhanced); "
+        "with --pairs, OUT becomes a run folder (summary.json, examples/) for `make report RUNS=OUT`",
     )
     parser.add_argument(
         "--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest measure) for --pairs"
