@@ -79,11 +79,25 @@ def check_output_file(path: Path) -> None:
         raise UserError(f"{path}: not a {suffix[1:].upper()} image; pull again")
 
 
+def check_examples(run_dir: Path) -> None:
+    """The listening examples' index (examples/index.json) names only files that are there."""
+    from common.examples import read_examples
+
+    try:
+        read_examples(run_dir)
+    except ValueError as exc:
+        raise UserError(f"{exc}; pull again") from None
+
+
 def verify_outputs(folder: Path) -> dict[str, dict[str, Any]]:
     """Check every file under `folder`; returns {relative name: {"sha256", "bytes"}}."""
+    from common.examples import EXAMPLES_DIR, EXAMPLES_INDEX
+
     records: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         check_output_file(path)
         name = path.relative_to(folder).as_posix()
         records[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        if path.name == EXAMPLES_INDEX and path.parent.name == EXAMPLES_DIR:
+            check_examples(path.parent.parent)
     return records

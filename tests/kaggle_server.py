@@ -153,18 +153,39 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
-_METRICS_CACHE: dict[int, dict[str, Any]] = {}
+@dataclass
+class DemoEvaluation:
+    """What a demo "run" leaves: the metrics summary, its per-file CSV and example audio."""
+
+    summary: dict[str, Any]
+    csv: bytes
+    examples: dict[str, bytes]  # name under the outputs folder -> bytes
 
 
-def measured_demo_metrics(n_files: int = 2, seed: int = 0) -> dict[str, Any]:
-    """A metrics summary measured (PESQ, STOI, ESTOI, SI-SDR) on synthetic voiced signals.
+_METRICS_CACHE: dict[int, DemoEvaluation] = {}
+
+
+def _wav_bytes(x: Any, sr: int) -> bytes:
+    import numpy as np
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(x, -1, 1), sr, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def demo_evaluation(n_files: int = 2, seed: int = 0) -> DemoEvaluation:
+    """Metrics (PESQ, STOI, ESTOI, SI-SDR) measured on synthetic voiced signals, per file and
+    summarised, with the signals saved as listening examples (as the notebooks save theirs).
 
     "noisy" is the signal plus white noise at 5 dB SNR; "enhanced" is the same signal plus the
     same noise 10 dB quieter. No model is involved: the point is that the numbers the
-    leaderboard shows are really computed from waveforms, even in a demo.
+    leaderboard and the report show are really computed from waveforms, even in a demo.
     """
     if seed in _METRICS_CACHE:
         return _METRICS_CACHE[seed]
+    import csv
+
     import numpy as np
     from pesq import pesq
     from pystoi import stoi
@@ -172,10 +193,14 @@ def measured_demo_metrics(n_files: int = 2, seed: int = 0) -> dict[str, Any]:
     sr = 16000
     t = np.arange(3 * sr) / sr
     rng = np.random.default_rng(seed)
+    metrics = ("pesq", "stoi", "estoi", "si_sdr")
     per: dict[str, dict[str, list[float]]] = {
-        g: {m: [] for m in ("pesq", "stoi", "estoi", "si_sdr")} for g in ("noisy", "enhanced")
+        g: {m: [] for m in metrics} for g in ("noisy", "enhanced")
     }
-    for i in range(n_files):
+    examples: dict[str, bytes] = {}
+    index: dict[str, dict[str, str]] = {}
+    names = [f"demo_{i}.wav" for i in range(n_files)]
+    for i, name in enumerate(names):
         f0 = 110 + 35 * i + 25 * np.sin(2 * np.pi * 0.7 * t)
         phase = 2 * np.pi * np.cumsum(f0) / sr
         voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
@@ -193,19 +218,57 @@ def measured_demo_metrics(n_files: int = 2, seed: int = 0) -> dict[str, Any]:
             per[group]["stoi"].append(float(stoi(clean, x, sr, extended=False)))
             per[group]["estoi"].append(float(stoi(clean, x, sr, extended=True)))
             per[group]["si_sdr"].append(_si_sdr(clean, x))
+        index[name] = {}
+        for signal, x in {**signals, "clean": clean}.items():
+            rel = f"{i + 1:02d}_demo_{i}.{signal}.wav"
+            examples[f"examples/{rel}"] = _wav_bytes(x, sr)
+            index[name][signal] = rel
+    examples["examples/index.json"] = json.dumps(
+        {"seconds": 3.0, "sample_rate": sr, "files": index}, indent=2
+    ).encode()
     summary: dict[str, Any] = {"count": n_files, "noisy": {}, "enhanced": {}, "delta": {}}
-    for m in ("pesq", "stoi", "estoi", "si_sdr"):
+    rows = [{"file": name, "seconds": 3.0} for name in names]
+    for m in metrics:
         summary["noisy"][m] = _stats(per["noisy"][m])
         summary["enhanced"][m] = _stats(per["enhanced"][m])
         deltas = [e - n for e, n in zip(per["enhanced"][m], per["noisy"][m])]
         summary["delta"][m] = _stats(deltas)
+        for row, n, e, d in zip(rows, per["noisy"][m], per["enhanced"][m], deltas):
+            row.update({f"noisy_{m}": n, f"enhanced_{m}": e, f"delta_{m}": d})
     summary["failures"] = []
     if not all(
         math.isfinite(v["mean"]) for g in ("noisy", "enhanced") for v in summary[g].values()
     ):
         raise RuntimeError("demo metrics are not finite")
-    _METRICS_CACHE[seed] = summary
-    return summary
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) + ["misaligned", "failures"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "misaligned": "", "failures": ""})
+    _METRICS_CACHE[seed] = DemoEvaluation(summary, text.getvalue().encode(), examples)
+    return _METRICS_CACHE[seed]
+
+
+def measured_demo_metrics(n_files: int = 2, seed: int = 0) -> dict[str, Any]:
+    """The metrics summary of `demo_evaluation`."""
+    return demo_evaluation(n_files, seed).summary
+
+
+def demo_history(version: int) -> dict[str, Any]:
+    """A short made-up training history (the fake trains nothing), so that curves have points."""
+    epochs = [
+        {
+            "epoch": e,
+            "step": 10 * e,
+            "train_loss": 1.0 / (e + version),
+            "val_loss": 1.2 / (e + version),
+            "val_si_sdr": 5.0 + e + version,
+            "lr": 1e-3 / e,
+            "elapsed_seconds": 30.0 * e,
+        }
+        for e in range(1, 4)
+    ]
+    return {"note": "made up by tests/kaggle_server.py", "history": epochs}
 
 
 def _checkpoint_bytes(marker: int) -> tuple[bytes, int]:
@@ -237,11 +300,14 @@ def canned_outputs(ref: str, version: int, notebook_text: str) -> dict[str, byte
         "kernel": f"{ref}/{version}",
         "metrics": measured_demo_metrics(),
     }
+    evaluation = demo_evaluation()
     return {
         "summary.json": json.dumps(summary, indent=2).encode(),
+        "eval_per_file.csv": evaluation.csv,
         "last.pt": checkpoint,
         "best.pt": checkpoint,
-        "history.json": json.dumps([]).encode(),
+        "history.json": json.dumps(demo_history(version)).encode(),
+        **evaluation.examples,
     }
 
 

@@ -21,6 +21,15 @@ from builders.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = notebook_names(REPO)  # every recipe, evaluate and vad
+REPORT_SECTIONS = (
+    "1. Leaderboard",
+    "2. Paired comparison",
+    "3. Training curves",
+    "4. Per-file distributions",
+    "5. What differs between the configurations",
+    "6. Listening",
+    "7. Provenance",
+)
 OPS = {
     "push": "push {}",
     "resume": "push {} --resume",
@@ -108,6 +117,14 @@ def test_push_wait_push_pull_report_resume_through_make(set_up, tmp_path: Path):
             assert summary["kernel"] == f"{ref}/{version}"  # each version's own outputs
         board = (results / "LEADERBOARD.md").read_text()
         assert "| lite v1 " in board and "| lite v2 " in board
+        # The reviewers' page over the two pulled versions: both compared, paired (same files),
+        # with their pulled listening examples.
+        assert f"wrote {results / 'report.html'}: 2 run(s) compared, 0 left out" in report.stdout
+        page = (results / "report.html").read_text()
+        for section in REPORT_SECTIONS:
+            assert section in page
+        assert page.count("<audio") == 2 * 4  # 2 files x (noisy, v1, v2, clean)
+        assert "not paired" not in page
 
         resumed = make("resume-lite", env)
         assert resumed.returncode == 0, resumed.stderr
