@@ -244,7 +244,7 @@ def smoke_parameters(
                 "train.batch_size": cfg.batch_size,
                 "train.num_workers": cfg.num_workers,
                 "train.seed": cfg.seed,
-                "train.progress": False,
+                "train.progress": True,  # plain progress lines in the notebook (common.progress)
             }
         )
     wanted = {
