@@ -14,20 +14,16 @@ import base64
 import csv
 import hashlib
 import html
-import io
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from common.errors import UserError
-from common.examples import EXAMPLE_SIGNALS, read_examples
+from common.examples import read_examples
 from common.metrics import METRIC_NAMES
 from common.stats import (
     CI_LEVEL,
@@ -443,7 +439,8 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") ->
 
 
 STYLE = """<style>
-table.lse-report td, table.lse-report th {border:1px solid #ccc;padding:3px 7px;text-align:right}
+table.lse-report td, table.lse-report th {border:1px solid #ccc;padding:3px 7px;text-align:right;
+  white-space:nowrap}
 table.lse-report td:first-child, table.lse-report th:first-child {text-align:left}
 table.lse-report tr.noisy td {color:#666;font-style:italic}
 table.lse-report td.better {background:#e3f4e3} table.lse-report td.worse {background:#f8e1e1}
@@ -460,7 +457,7 @@ def _params(value: Any) -> str:
 def _minutes(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "–"
-    return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def budget_text(run: Run) -> str:
@@ -468,7 +465,7 @@ def budget_text(run: Run) -> str:
     train = run.config.get("train") if isinstance(run.config.get("train"), dict) else {}
     parts = []
     if isinstance(train.get("max_minutes"), (int, float)):
-        parts.append(f"budget {train['max_minutes']:g} {train.get('budget_clock', 'wall')} min")
+        parts.append(f"budget {train['max_minutes']:.4g} {train.get('budget_clock', 'wall')} min")
     trained = _minutes(run.summary.get("train_seconds"))
     if trained != "–":
         parts.append(f"trained {trained}")
@@ -740,10 +737,33 @@ def audio_tag(path: Path) -> str:
     return f'<audio controls preload="auto" src="data:{mime};base64,{data}"></audio>'
 
 
-def players_html(signals: dict[str, Path]) -> str:
+def listening_scores(runs: Sequence[Run], name: str, metrics: Sequence[str]) -> dict[str, str]:
+    """{panel label: this file's scores} for the noisy input and each run's output."""
+
+    def text(row: dict[str, Any], group: str) -> str:
+        cells = []
+        for m in metrics[:2]:
+            value = row.get(f"{group}_{m}")
+            if isinstance(value, float):
+                cells.append(f"{metric_label(m)} {fmt_number(value, m)}")
+        return ", ".join(cells)
+
+    out: dict[str, str] = {}
+    for run in runs:
+        row = next((r for r in run.rows if r["file"] == name), None)
+        if run.ok and row is not None:
+            out.setdefault("noisy", text(row, "noisy"))
+            out[run.label] = text(row, "enhanced")
+    return out
+
+
+def players_html(signals: dict[str, Path], scores: dict[str, str] | None = None) -> str:
+    """One audio player per signal, labelled (with the file's scores when given)."""
+    scores = scores or {}
     cells = "".join(
-        f'<div style="display:inline-block;margin:4px 10px 4px 0"><div><b>{_esc(label)}</b></div>'
-        f"{audio_tag(path)}</div>"
+        f'<div style="display:inline-block;margin:4px 10px 4px 0"><div><b>{_esc(label)}</b>'
+        + (f" <small>{_esc(scores[label])}</small>" if scores.get(label) else "")
+        + f"</div>{audio_tag(path)}</div>"
         for label, path in signals.items()
     )
     return f'<div class="lse-players">{cells}</div>'
@@ -755,17 +775,6 @@ def plot_listening(signals: dict[str, Path], title: str) -> Any:
     from common.plots import plot_spectrograms
 
     return plot_spectrograms({k: load_audio(p) for k, p in signals.items()}, title=title)
-
-
-def figure_html(fig: Any, alt: str) -> str:
-    """A figure as an embedded PNG <img> (for HTML built outside the notebook, e.g. tests)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-# ------------------------------------------------------------------------ markdown leaderboard
 
 
 def _summary_mean(run: Run, group: str, metric: str) -> float | None:
@@ -790,15 +799,6 @@ def fmt_number(value: float | None, metric: str, signed: bool = False) -> str:
     return f"{value:+.{d}f}" if signed else f"{value:.{d}f}"
 
 
-def relative_to(path: Path | None, base: Path) -> str:
-    if path is None:
-        return "–"
-    try:
-        return os.path.relpath(path, base)
-    except ValueError:
-        return str(path)
-
-
 def run_sort_key(run: Run) -> tuple[int, float]:
     _, enhanced, _ = headline_means(run, METRIC_NAMES[0])
     return (0, -enhanced) if enhanced is not None else (1, 0.0)
@@ -812,11 +812,3 @@ def examples_note(runs: Sequence[Run]) -> str:
         if missing
         else ""
     )
-
-
-def signals_of(run: Run, name: str) -> list[str]:
-    return [s for s in EXAMPLE_SIGNALS if s in run.examples.get(name, {})]
-
-
-def as_array(values: Iterable[float]) -> np.ndarray:
-    return np.asarray(list(values), dtype=np.float64)

@@ -101,12 +101,14 @@ display(HTML(config_html(runs)))
 # ## 6. Listening
 # The same test files for every run (a fixed choice by file name, made by each run when it saved
 # its examples): noisy input, each run's output and the clean reference, with their spectrograms
-# on one colour scale (the first seconds of each file).
+# on one colour scale (the first seconds of each file). Beside each player: that file's PESQ-wb
+# and STOI (over the whole evaluated file).
 
 # %%
 from common.report import (
     examples_note,
     listening_files,
+    listening_scores,
     listening_signals,
     players_html,
     plot_listening,
@@ -117,7 +119,8 @@ if not files:
     print("no example audio shared by the compared runs")
 for name in files:
     signals = listening_signals(runs, name)
-    display(HTML(f"<h4>{name}</h4>" + players_html(signals)))
+    scores = listening_scores(runs, name, metrics)
+    display(HTML(f"<h4>{name}</h4>" + players_html(signals, scores)))
     fig = plot_listening(signals, name)
     plt.show()
 if examples_note(runs):
