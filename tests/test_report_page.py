@@ -210,7 +210,7 @@ def test_make_report_renders_the_page_with_the_numbers_of_the_csv(tmp_path: Path
     broken = tmp_path / "broken"
     broken.mkdir()
     results = tmp_path / "results"
-    proc = make_report(results, f"RUNS={run_a} {run_b} {broken}")
+    proc = make_report(results, f"RUNS={run_a} {run_b} {broken}", "BASELINE=a")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"wrote {results / 'report.html'}: 2 run(s) compared, 1 left out" in proc.stdout
     assert "left out: broken: no eval_per_file.csv" in proc.stdout
