@@ -327,14 +327,19 @@ def test_a_running_version_blocks_push_and_pull_and_wait_stops_at_its_limit(
 # --------------------------------------------------------------------------- pull
 
 
-def test_pull_downloads_two_pages_checks_records_and_never_overwrites(fake, cli, cfg, tmp_path):
+def test_pull_downloads_every_page_checks_records_and_never_overwrites(fake, cli, cfg, tmp_path):
     fake.plan_next_run(statuses=("COMPLETE",))
     ops.push("nb", cfg=cfg, cli=cli, build=fake_build(tmp_path))
     dest = ops.pull("nb", cfg=cfg, cli=cli)
 
     pages = fake.calls("ListKernelSessionOutput")
-    assert len(pages) == 2 and pages[1].body["pageToken"] == "2"
     served = fake.kernels[REF][-1].outputs
+    expected_pages = -(-len(served) // fake.output_page_size)
+    assert expected_pages > 1 and len(pages) == expected_pages
+    assert [p.body.get("pageToken") or "0" for p in pages] == [
+        str(i * fake.output_page_size) for i in range(expected_pages)
+    ]
+    assert any(name.startswith("examples/") for name in served)  # a subfolder, pulled too
     assert dest == cfg.results_dir / "nb" / "v1"
     for name, content in served.items():
         assert (dest / name).read_bytes() == content
@@ -345,10 +350,10 @@ def test_pull_downloads_two_pages_checks_records_and_never_overwrites(fake, cli,
 
     assert ops.pull("nb", cfg=cfg, cli=cli) == dest  # the same files again: fine
     served["history.json"] = b'[{"epoch": 1}]'
-    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     with pytest.raises(UserError, match="already holds a different download"):
         ops.pull("nb", cfg=cfg, cli=cli)
-    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
 
 
 def test_pull_warns_when_the_summary_comes_from_another_commit(fake, cli, cfg, tmp_path):
