@@ -6,6 +6,7 @@ and resampled with `soxr`. Audio inside the project is always mono float32 at 16
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,9 +16,12 @@ import soundfile as sf
 import soxr
 import torch
 
+from common.checks import choice, number
 from common.errors import UserError
 
 SAMPLE_RATE = 16000
+MIN_N_FFT, MAX_N_FFT = 8, 16384  # STFT windows of 0.5 ms to 1 s at 16 kHz
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
@@ -30,6 +34,11 @@ def _open_error(path: Path, exc: Exception) -> AudioError:
         return AudioError(f"{path}: file not found; check the path")
     if path.stat().st_size == 0:
         return AudioError(f"{path}: file is empty (0 bytes); re-copy or remove it")
+    if isinstance(exc, PermissionError) or not os.access(path, os.R_OK):
+        return AudioError(
+            f"{path}: permission denied (this user cannot read it); fix its permissions, "
+            "e.g. chmod u+r, or run as its owner"
+        )
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return AudioError(f"{path}: not a readable WAV/FLAC file ({reason}); re-export it or remove it")
 
@@ -154,10 +163,11 @@ class StftConfig:
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
-        if self.window not in ("hann", "sqrt_hann"):
-            raise UserError(f"StftConfig.window={self.window!r}: use 'hann' or 'sqrt_hann'")
-        if not 0 < self.hop_length <= self.win:
-            raise UserError(f"StftConfig.hop_length={self.hop_length}: must be in 1..{self.win}")
+        number("stft.n_fft", self.n_fft, MIN_N_FFT, MAX_N_FFT, whole=True)
+        number("stft.win_length", self.win_length, 1, self.n_fft, whole=True, optional=True)
+        number("stft.hop_length", self.hop_length, 1, self.win, whole=True)
+        choice("stft.window", self.window, ("hann", "sqrt_hann"))
+        number("stft.sample_rate", self.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, whole=True)
 
     @property
     def win(self) -> int:

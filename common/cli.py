@@ -8,8 +8,9 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
 
+from common.checks import OneLineArgumentParser, SettingError
 from common.errors import UserError
 
 # Each module defines `register(subparsers)`, which adds its command with `set_defaults(func=...)`.
@@ -32,15 +33,41 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     return f"warning: {message}\n"
 
 
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse, with a mistake on the command line reported like every other: one line, exit 2.
+# The configuration field each option sets, by command. Values are checked once, where the
+# configuration is made (common.checks); an error about a field set by one of these options
+# names the option as the user typed it (`--batch-size 0: ...`), not the field.
+FLAG_FIELDS: dict[str, dict[str, str]] = {
+    "train": {
+        "--model": "model.name",
+        "--data-root": "data.root",
+        "--work-dir": "data.work_dir",
+        "--segment-seconds": "data.segment_seconds",
+        "--val-fraction": "data.val_fraction",
+        "--mix-items": "data.mix_items",
+        "--snr": "data.snr_db",
+        "--exclude-noncommercial": "data.exclude_noncommercial",
+        "--n-fft": "stft.n_fft",
+        "--stft-hop": "stft.hop_length",
+        "--epochs": "train.epochs",
+        "--max-minutes": "train.max_minutes",
+        "--max-steps": "train.max_steps",
+        "--batch-size": "train.batch_size",
+        "--lr": "train.lr",
+        "--scheduler": "train.scheduler",
+        "--warmup-epochs": "train.warmup_epochs",
+        "--patience": "train.patience",
+        "--checkpoint-every": "train.checkpoint_every",
+        "--seed": "train.seed",
+        "--workers": "train.num_workers",
+        "--device": "train.device",
+    },
+    "enhance": {"--vad-floor-db": "vad.floor_db", "--vad-fade-ms": "vad.fade_ms"},
+}
 
-    (argparse prints the whole usage block first; `--help` still shows it.) Sub-commands get
-    this class too, as argparse builds them with the parent's class.
-    """
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+def option_for(command: str, field: str) -> str | None:
+    """The option of `command` that sets `field`, if one does."""
+    return next((o for o, f in FLAG_FIELDS.get(command, {}).items() if f == field), None)
 
 
 def _named_command(argv: Sequence[str]) -> str | None:
@@ -64,15 +91,48 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """`message` on one line: control characters (a newline in a file name) shown escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The (sub-)parser that parsed `args` (e.g. the one of `data check`)."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or getattr(args, subs[0].dest, None) not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[getattr(args, subs[0].dest)]
+
+
+def naming_the_option(message: str, parser: argparse.ArgumentParser, args) -> str:
+    """A message about a path the user gave (`nan: checkpoint not found`), naming the option
+    that gave it (`--ckpt nan: checkpoint not found`)."""
+    for action in _command_parser(parser, args)._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or not isinstance(value, str | Path) or str(value) == "":
+            continue
+        if message.startswith(f"{value}:") or message.startswith(f"{value} "):
+            return f"{max(action.option_strings, key=len)} {message}"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warnings
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except SettingError as exc:
+        option = None if exc.source else option_for(args.command, exc.field)
+        message = str(exc.named(option) if option else exc)
+        print(f"error: {one_line(message)}", file=sys.stderr)
+        return 2
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = naming_the_option(str(exc), parser, args)
+        print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

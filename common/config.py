@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from common.audio import StftConfig
+from common.checks import SettingError, flag, number, text
 from common.errors import UserError
 from common.losses import LossConfig
 from common.train import TrainConfig
@@ -54,11 +55,31 @@ class DataConfig:
     babble_prob: float = 0.0  # mix: share of training mixtures with babble (other talkers) as noise
 
     def __post_init__(self) -> None:
+        """Every field finite and in its range (common.checks)."""
         if self.source not in DATA_SOURCES:
-            raise UserError(f"data.source={self.source!r}: use one of {', '.join(DATA_SOURCES)}")
+            raise SettingError("data.source", self.source, f"use one of {', '.join(DATA_SOURCES)}")
+        text("data.root", self.root)
+        text("data.work_dir", self.work_dir)
+        number("data.segment_seconds", self.segment_seconds, 0, MAX_SEGMENT_SECONDS, lo_open=True)
+        number("data.val_fraction", self.val_fraction, 0, 1, hi_open=True)
+        number("data.max_train_pairs", self.max_train_pairs, 0, MAX_ITEMS, whole=True)
+        number("data.max_test_pairs", self.max_test_pairs, 0, MAX_ITEMS, whole=True)
+        number("data.mix_items", self.mix_items, 1, MAX_ITEMS, whole=True)
+        if not isinstance(self.snr_db, tuple | list) or len(self.snr_db) != 2:
+            raise SettingError("data.snr_db", self.snr_db, "give two numbers, LOW HIGH, in dB")
+        for snr in self.snr_db:
+            number("data.snr_db", snr, -MAX_SNR_DB, MAX_SNR_DB)
+        if self.snr_db[0] > self.snr_db[1]:
+            raise SettingError("data.snr_db", self.snr_db, "LOW must not exceed HIGH")
+        flag("data.exclude_noncommercial", self.exclude_noncommercial)
+        number("data.babble_prob", self.babble_prob, 0, 1)
 
 
 DATA_SOURCES = ("kaggle", "mix", "remix", "synthetic")
+MAX_SEGMENT_SECONDS = 600.0  # a training crop; 3 s is usual
+MAX_ITEMS = 10**9
+MAX_SNR_DB = 100.0
+MAX_EVAL_SECONDS = 24 * 3600.0
 
 
 @dataclass
@@ -79,6 +100,10 @@ class EvalConfig:
         True  # DNSMOS of noisy and enhanced too (no reference; ~0.3 CPU s per hop of 1 s)
     )
 
+    def __post_init__(self) -> None:
+        number("evaluate.eval_seconds", self.eval_seconds, 0, MAX_EVAL_SECONDS)
+        number("evaluate.reserve_minutes", self.reserve_minutes, 0, optional=True)
+
 
 @dataclass
 class RunConfig:
@@ -92,6 +117,18 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        """Each section checked its own fields; here, what must agree between sections."""
+        segment = self.data.segment_seconds * self.stft.sample_rate
+        if segment < self.stft.n_fft:
+            shortest = self.stft.n_fft / self.stft.sample_rate
+            raise SettingError(
+                "data.segment_seconds",
+                self.data.segment_seconds,
+                f"shorter than one STFT window (stft.n_fft={self.stft.n_fft} samples); use at "
+                f"least {shortest:.3g}",
+            )
 
 
 SECTIONS = {
@@ -132,22 +169,31 @@ def coerce_setting(where: str, default: Any, value: Any) -> Any:
     elif isinstance(default, str):
         if isinstance(value, str):
             return value
-    raise UserError(f"{where}={value!r}: expected a value like {default!r}")
+    raise SettingError(where, value, f"expected a value like {default!r}")
 
 
-def _section_from(cls: type, values: dict[str, Any], where: str) -> Any:
+def _section_from(cls: type, values: dict[str, Any], where: str, name: str) -> Any:
     defaults = cls()
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UserError(f"{where}.{unknown[0]}: unknown setting; known: {', '.join(sorted(known))}")
-    kwargs = {k: coerce_setting(f"{where}.{k}", getattr(defaults, k), v) for k, v in values.items()}
+        raise UserError(
+            f"{where} {name}.{unknown[0]}: unknown setting; known: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: coerce_setting(f"{name}.{k}", getattr(defaults, k), v) for k, v in values.items()}
     return cls(**{**{k: getattr(defaults, k) for k in known}, **kwargs})
 
 
-def config_from_dict(values: dict[str, Any], where: str = "config") -> RunConfig:
-    """A RunConfig from nested plain values (a recipe file, a checkpoint's stored config)."""
-    values = dict(values)
+def config_from_dict(values: dict[str, Any], where: str = "config", source: str = "") -> RunConfig:
+    """A RunConfig from nested plain values (a recipe file, a checkpoint's stored config); a bad
+    value is a SettingError naming its field (and `source`, the file it came from, if given)."""
+    try:
+        return _config_from_dict(dict(values), where)
+    except SettingError as exc:
+        raise exc.within(source) if source else exc from None
+
+
+def _config_from_dict(values: dict[str, Any], where: str) -> RunConfig:
     top = {k: values.pop(k) for k in ("recipe", "description") if k in values}
     unknown = sorted(set(values) - set(SECTIONS))
     if unknown:
@@ -157,7 +203,7 @@ def config_from_dict(values: dict[str, Any], where: str = "config") -> RunConfig
         section = values.get(name, {})
         if not isinstance(section, dict):
             raise UserError(f"{where}: [{name}] must be a table of settings")
-        sections[name] = _section_from(f.default_factory().__class__, section, f"{where} {name}")
+        sections[name] = _section_from(f.default_factory().__class__, section, where, name)
     return RunConfig(**top, **sections)
 
 
@@ -172,7 +218,7 @@ def recipe_path(name: str, recipes_dir: Path = RECIPES_DIR) -> Path:
     path = recipes_dir / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(recipe_names(recipes_dir)) or "none"
-        raise UserError(f"recipe {name!r}: no {path}; recipes: {known}")
+        raise UserError(f"{name}: no recipe {path}; recipes: {known}")
     return path
 
 
@@ -192,7 +238,7 @@ def load_recipe(name: str, recipes_dir: Path = RECIPES_DIR) -> RunConfig:
     path = recipe_path(name, recipes_dir)
     values = recipe_values(name, recipes_dir)
     values.pop(KERNEL_TABLE, None)
-    return config_from_dict(values, where=str(path))
+    return config_from_dict(values, where=str(path), source=str(path))
 
 
 def recipe_kernel(name: str, recipes_dir: Path = RECIPES_DIR) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from common.audio import (
     load_audio,
     read_segment,
 )
+from common.checks import number
 from common.errors import UserError
 
 # Folder names that hold (noisy, clean) pairs, in the order they are tried.
@@ -379,8 +380,7 @@ class PairedDataset(torch.utils.data.Dataset):
         sr: int = SAMPLE_RATE,
         min_seconds: float = 1.0,
     ) -> None:
-        if segment_seconds is not None and segment_seconds <= 0:
-            raise UserError(f"segment_seconds={segment_seconds}: must be positive (or None)")
+        number("segment_seconds", segment_seconds, 0, lo_open=True, optional=True)
         self.segment = None if segment_seconds is None else int(round(segment_seconds * sr))
         self.train, self.seed, self.sr, self.epoch = train, seed, sr, 0
         self.pairs, self.lengths = self._usable(pairs, min_seconds)
@@ -544,6 +544,8 @@ def check_alignment(dataset, n_pairs: int = 32, min_corr: float = PAIR_MIN_CORRE
     correlates less than `min_corr` is checked again on its whole files (a crop may fall in a
     pause); a pair that fails there too is named, with the shift that would align it if any.
     """
+    number("min_corr", min_corr, -1.0, 1.0)
+    number("n_pairs", n_pairs, 1, whole=True)
     n = len(dataset)
     if n == 0:
         raise UserError("alignment check: the dataset is empty; check the data folders")

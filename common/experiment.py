@@ -18,6 +18,7 @@ import torch
 from common.audio import SAMPLE_RATE
 from common.budget import SessionBudget
 from common.checkpoint import json_safe, load_checkpoint
+from common.checks import SettingError, number, text
 from common.config import (
     EvalConfig,
     RunConfig,
@@ -43,8 +44,10 @@ from common.models import count_parameters
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
 from common.run import RunData, check_model, train
 from common.stats import headline
+from common.train import MAX_MINUTES
 
 KAGGLE_WORKING = Path("/kaggle/working")
+MAX_PROCESSES = 64
 
 
 @dataclass
@@ -59,6 +62,16 @@ class Session:
     max_minutes: float = 690.0
     resume_checkpoint: str = ""
     nproc: str | int = "auto"  # data-parallel processes: "auto" = one per usable GPU
+
+    def __post_init__(self) -> None:
+        """The parameters cell's values, checked like every configuration (common.checks)."""
+        text("name", self.name)
+        text("output_dir", self.output_dir)
+        number("max_minutes", self.max_minutes, 0, MAX_MINUTES, lo_open=True)
+        if not isinstance(self.resume_checkpoint, str):
+            raise SettingError("resume_checkpoint", self.resume_checkpoint, "give a path or ''")
+        if self.nproc != "auto":
+            number("nproc", self.nproc, 1, MAX_PROCESSES, whole=True)
 
     def out_dir(self) -> Path:
         if self.output_dir != "auto":

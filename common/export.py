@@ -21,6 +21,7 @@ import copy
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -471,6 +472,11 @@ def onnx_session(path: str | Path, threads: int = 1, quiet: bool = False):
         if not Path(path).is_file():
             raise UserError(
                 f"{path}: ONNX model not found; create it with `python -m common export`"
+            ) from None
+        if not os.access(path, os.R_OK):
+            raise UserError(
+                f"{path}: permission denied (this user cannot read it); fix its permissions, "
+                "e.g. chmod u+r, or run as its owner"
             ) from None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"{path}: not a loadable ONNX model ({reason}); re-export it") from None

@@ -19,9 +19,11 @@ import torch
 from torch import nn
 
 from common.audio import StftConfig, istft
-from common.errors import UserError
+from common.checks import SettingError, number
 
 LOSS_EPS = 1e-8
+LOSS_TERMS = ("log_mag_l1", "compressed_mag", "compressed_complex", "mrstft", "si_sdr")
+MAX_LOSS_WEIGHT = 1e6
 
 
 @dataclass
@@ -33,6 +35,22 @@ class LossConfig:
     si_sdr: float = 0.1
     compress: float = 0.3
     mrstft_ffts: tuple[int, ...] = (256, 512, 1024)  # hop = n_fft // 4, Hann window
+
+    def __post_init__(self) -> None:
+        """Weights finite and >= 0, at least one on; the compression and resolutions usable."""
+        for name in LOSS_TERMS:
+            number(f"loss.{name}", getattr(self, name), 0, MAX_LOSS_WEIGHT)
+        if not any(getattr(self, name) for name in LOSS_TERMS):
+            raise SettingError(
+                "loss.compressed_mag",
+                self.compressed_mag,
+                "every loss weight is 0; give at least one term a weight",
+            )
+        number("loss.compress", self.compress, 0, 1, lo_open=True)
+        if not isinstance(self.mrstft_ffts, tuple | list) or not self.mrstft_ffts:
+            raise SettingError("loss.mrstft_ffts", self.mrstft_ffts, "give one or more FFT sizes")
+        for n_fft in self.mrstft_ffts:
+            number("loss.mrstft_ffts", n_fft, 16, 16384, whole=True)
 
     @classmethod
     def seed(cls) -> LossConfig:
@@ -95,15 +113,8 @@ class EnhancementLoss(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or LossConfig()
         self.stft = stft or StftConfig()
-        self.weights = {
-            name: float(getattr(cfg, name))
-            for name in ("log_mag_l1", "compressed_mag", "compressed_complex", "mrstft", "si_sdr")
-        }
-        bad = [f"{k}={v}" for k, v in self.weights.items() if not v >= 0]
-        if bad:
-            raise UserError(f"LossConfig {', '.join(bad)}: loss weights must be >= 0")
-        if not any(self.weights.values()):
-            raise UserError("LossConfig: every loss weight is 0; give at least one term a weight")
+        # LossConfig checked its weights when it was made (finite, >= 0, one of them on).
+        self.weights = {name: float(getattr(cfg, name)) for name in LOSS_TERMS}
 
     def _waveform(self, wav: torch.Tensor | None, spec: torch.Tensor, length: int) -> torch.Tensor:
         return wav if wav is not None else istft(spec, self.stft, length)

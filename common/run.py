@@ -22,6 +22,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from common.checks import number
 from common.config import RunConfig, coerce_setting, config_dict
 from common.data import (
     AudioPair,
@@ -357,7 +358,10 @@ def check_model(cfg: RunConfig) -> None:
     defaults = cfg_cls()
     for f in dataclasses.fields(cfg_cls):  # the same type rule as every other setting
         if f.name in settings:
-            coerce_setting(f"model.settings.{f.name}", getattr(defaults, f.name), settings[f.name])
+            field, default = f"model.settings.{f.name}", getattr(defaults, f.name)
+            value = coerce_setting(field, default, settings[f.name])
+            if isinstance(default, int | float) and not isinstance(default, bool):
+                number(field, value, whole=isinstance(default, int))
     try:
         build_model(name, **settings)
     except UserError:

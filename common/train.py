@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from common.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from common.checks import MAX_SEED, SettingError, choice, flag, number
 from common.distributed import all_reduce_sum, any_rank, barrier, dist_info
 from common.ema import WeightEMA
 from common.env import select_device
@@ -69,6 +71,15 @@ from common.errors import UserError
 from common.progress import progress as progress_bar
 
 SCHEDULERS = ("plateau", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+# Upper bounds of the training settings: far above any sensible run, low enough that a typo
+# (an extra digit, 1e12) is refused when the run starts instead of hours later.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_LR = 10.0
+MAX_MINUTES = 60 * 24 * 365.0
+MAX_STEPS = 10**12
+MAX_WORKERS = 256
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 # Consecutive steps with non-finite gradients before training is declared diverged. The count
 # is identical on every rank because it is read after DDP has averaged the gradients.
@@ -112,34 +123,88 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.scheduler not in SCHEDULERS:
-            raise UserError(f"TrainConfig.scheduler={self.scheduler!r}: use one of {SCHEDULERS}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"TrainConfig.optimizer={self.optimizer!r}: use one of {tuple(OPTIMIZERS)}"
+        """Every field finite and in its range, and consistent with the others (common.checks)."""
+        number("train.epochs", self.epochs, 1, MAX_EPOCHS, whole=True)
+        number("train.batch_size", self.batch_size, 1, MAX_BATCH, whole=True)
+        number("train.lr", self.lr, 0, MAX_LR, lo_open=True)
+        choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        number("train.weight_decay", self.weight_decay, 0, 1)
+        number("train.warmup_epochs", self.warmup_epochs, 0, MAX_EPOCHS)
+        choice("train.scheduler", self.scheduler, SCHEDULERS)
+        number("train.plateau_factor", self.plateau_factor, 0, 1, lo_open=True, hi_open=True)
+        number("train.plateau_patience", self.plateau_patience, 0, MAX_EPOCHS, whole=True)
+        number("train.min_lr", self.min_lr, 0, MAX_LR)
+        if self.min_lr > self.lr:
+            raise SettingError("train.min_lr", self.min_lr, f"must not exceed train.lr={self.lr:g}")
+        number("train.grad_clip", self.grad_clip, 0, lo_open=True)
+        if not (isinstance(self.ema_decay, int | float) and 0.0 <= self.ema_decay < 1.0):
+            raise SettingError(
+                "train.ema_decay", self.ema_decay, "use 0 (off) or a value in (0, 1), e.g. 0.999"
             )
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"TrainConfig.{name}={getattr(self, name)}: must be at least 1")
-        if not self.lr > 0:
-            raise UserError(f"TrainConfig.lr={self.lr}: must be positive")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise UserError(
-                f"TrainConfig.ema_decay={self.ema_decay}: use 0 (off) or a value in (0, 1), "
-                "e.g. 0.999"
-            )
-        if self.budget_clock not in BUDGET_CLOCKS:
-            raise UserError(
-                f"TrainConfig.budget_clock={self.budget_clock!r}: use one of {tuple(BUDGET_CLOCKS)}"
-            )
+        number("train.patience", self.patience, 0, MAX_EPOCHS, whole=True)
+        number("train.max_minutes", self.max_minutes, 0, MAX_MINUTES, lo_open=True, optional=True)
+        choice("train.budget_clock", self.budget_clock, BUDGET_CLOCKS)
+        number("train.max_steps", self.max_steps, 1, MAX_STEPS, whole=True, optional=True)
+        number("train.checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS, whole=True)
+        number("train.num_workers", self.num_workers, 0, MAX_WORKERS, whole=True)
+        number("train.val_batch_size", self.val_batch_size, 1, MAX_BATCH, whole=True, optional=True)
+        number("train.seed", self.seed, 0, MAX_SEED, whole=True)
+        flag("train.amp", self.amp)
+        choice("train.device", self.device, DEVICES)
+        flag("train.progress", self.progress)
         if self.budget_clock == "cpu" and self.num_workers:
             # Worker processes' CPU time would not count against the budget.
-            raise UserError(
-                f"TrainConfig.budget_clock='cpu' with num_workers={self.num_workers}: data "
-                "workers' CPU time is not counted; set train.num_workers=0"
+            raise SettingError(
+                "train.num_workers",
+                self.num_workers,
+                "with train.budget_clock='cpu' data workers' CPU time is not counted; use 0",
             )
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(f"TrainConfig.max_minutes={self.max_minutes}: must be positive")
+
+
+# What `--resume` may not change: the checkpoint's weights, optimizer state and position in the
+# epoch only mean something for the same model, STFT, loss, optimizer, batch, sample order and
+# data. Everything else (epochs, budgets, lr schedule, patience, workers, device, where the data
+# lives, evaluation) may change between sessions; the changes are reported.
+RESUME_FIXED = (
+    "model.",
+    "stft.",
+    "loss.",
+    "train.optimizer",
+    "train.ema_decay",
+    "train.batch_size",
+    "train.seed",
+    "data.source",
+    "data.segment_seconds",
+    "data.val_fraction",
+    "data.max_train_pairs",
+    "data.mix_items",
+    "data.snr_db",
+    "data.exclude_noncommercial",
+    "data.babble_prob",
+)
+RESUME_IGNORED = ("recipe", "description")
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not name.startswith("model.settings"):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def changed_settings(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
+    """Fields (dotted names) whose value differs between two stored RunConfigs; a field one of
+    them lacks (written before it existed) is not a change."""
+    old, new = _flat(stored), _flat(current)
+    return {
+        k: (old[k], new[k])
+        for k in sorted(set(old) & set(new))
+        if old[k] != new[k] and k not in RESUME_IGNORED
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -656,6 +721,10 @@ class Trainer:
             torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + self.state.step)
 
     def _check_same_setup(self, path: Path, checkpoint: dict) -> None:
+        # The whole stored configuration first: it names every changed setting at once.
+        stored = checkpoint.get("run_config") or {}
+        if stored and self.run_config:
+            self._check_changed_settings(path, stored)
         name, model_cfg = checkpoint["model_name"], checkpoint["model_config"]
         if name != self.model_name or model_cfg != self.model_config:
             raise UserError(
@@ -681,6 +750,22 @@ class Trainer:
                 f"{path}: checkpoint was trained with train.ema_decay={ema_decay}, not "
                 f"{self.cfg.ema_decay}; resume with --set train.ema_decay={ema_decay}"
             )
+
+    def _check_changed_settings(self, path: Path, stored: dict) -> None:
+        """Every setting that differs from the checkpoint's run, named: refused where the
+        checkpoint's state cannot carry over (RESUME_FIXED), reported where it can."""
+        changed = changed_settings(stored, self.run_config)
+        fixed = {k: v for k, v in changed.items() if k.startswith(RESUME_FIXED)}
+        if fixed:
+            listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in fixed.items())
+            raise UserError(
+                f"{path}: --resume cannot change {listed} (the checkpoint's state belongs to its "
+                "settings); resume with the checkpoint's values, or start a new run in another "
+                "--out"
+            )
+        if changed and self.dist.is_main:
+            listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            warnings.warn(f"{path}: resuming with changed settings: {listed}", stacklevel=2)
 
     def summary(self) -> dict:
         """History plus how the run ended (also written to `history.json`)."""

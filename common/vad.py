@@ -20,6 +20,7 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from common.audio import SAMPLE_RATE, StftConfig, load_audio, resample
+from common.checks import number
 from common.enhance import Enhancer
 from common.errors import UserError
 from common.metrics import MetricError, score
@@ -33,6 +34,10 @@ VAD_INSTALL_HINT = (
 VAD_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 
 
+MIN_FLOOR_DB = -120.0
+MAX_GATE_MS = 10_000.0
+
+
 @dataclass
 class VadConfig:
     """Silero's decision settings (its own defaults)."""
@@ -41,6 +46,11 @@ class VadConfig:
     min_speech_ms: int = 250
     min_silence_ms: int = 100
     speech_pad_ms: int = 30
+
+    def __post_init__(self) -> None:
+        number("vad.threshold", self.threshold, 0, 1, lo_open=True, hi_open=True)
+        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
+            number(f"vad.{name}", getattr(self, name), 0, MAX_GATE_MS, whole=True)
 
 
 @dataclass
@@ -53,12 +63,10 @@ class GateConfig:
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
-        if self.floor_db > 0:
-            raise UserError(
-                f"GateConfig.floor_db={self.floor_db}: must be <= 0 dB (an attenuation)"
-            )
-        if self.fade_ms < 0:
-            raise UserError(f"GateConfig.fade_ms={self.fade_ms}: must be >= 0")
+        # floor_db is an attenuation in dB (0: none); fades longer than a few seconds are not
+        # fades any more.
+        number("vad.floor_db", self.floor_db, MIN_FLOOR_DB, 0)
+        number("vad.fade_ms", self.fade_ms, 0, MAX_GATE_MS)
 
 
 @dataclass

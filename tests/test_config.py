@@ -67,7 +67,7 @@ def test_overrides_replace_fields_by_dotted_name_and_keep_types():
         ({"train.learning_rate": 1.0}, "train.learning_rate: unknown setting"),
         ({"optimizer.lr": 1.0}, "'optimizer.lr': unknown section"),
         ({"data.source": "youtube"}, "data.source='youtube': use one of"),
-        ({"train.batch_size": 0}, "batch_size=0: must be at least 1"),
+        ({"train.batch_size": 0}, "train.batch_size=0: must be a whole number from 1"),
     ],
 )
 def test_a_bad_override_is_one_line_naming_the_setting(overrides: dict, message: str):
@@ -79,9 +79,9 @@ def test_a_bad_override_is_one_line_naming_the_setting(overrides: dict, message:
 def test_a_bad_recipe_file_is_named(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'many'\n")
-    with pytest.raises(UserError, match=f"{bad} train.epochs='many'"):
+    with pytest.raises(UserError, match=f"{bad}: train.epochs='many'"):
         load_recipe(str(bad))
-    with pytest.raises(UserError, match="recipe 'nosuch': no .*nosuch.toml; recipes: crn"):
+    with pytest.raises(UserError, match="nosuch: no recipe .*nosuch.toml; recipes: crn"):
         load_recipe("nosuch")
 
 
@@ -98,3 +98,24 @@ def test_lite_v2_pt_was_trained_with_its_recipe_for_its_whole_budget():
     last_sitting = stored["train_config"]["max_minutes"]
     assert_trained_with(apply_overrides(cfg, {"train.max_minutes": last_sitting}), path)
     assert stored["train_seconds"] >= 0.99 * 60 * cfg.train.max_minutes
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.batch_size": 0}, "train.batch_size=0: must be a whole number from 1"),
+        ({"data.segment_seconds": float("nan")}, "data.segment_seconds=nan: must be a finite"),
+        ({"stft.n_fft": 0}, "stft.n_fft=0: must be a whole number from 8"),
+        ({"loss.si_sdr": float("inf")}, "loss.si_sdr=inf: must be a finite number"),
+        ({"model.settings": {"width": float("nan")}}, "model.settings.width=nan"),
+    ],
+)
+def test_a_notebooks_overrides_are_checked_naming_the_field(overrides: dict, message: str):
+    """What a notebook's parameters cell goes through (`common.experiment.notebook_config`)."""
+    from common.experiment import Session, notebook_config
+
+    with pytest.raises(UserError, match=message) as info:
+        notebook_config("lite", overrides)
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="max_minutes=nan: must be a finite number"):
+        Session("lite", max_minutes=float("nan"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.checks import number_arg, path_arg, seed_arg, whole_arg
 from common.data import (
     ALIGNED_CORRELATION,
     PAIR_MIN_CORRELATION,
@@ -20,6 +21,10 @@ from common.data import (
 )
 from common.errors import UserError
 from common.mixing import make_paired_corpus, make_testset, real_corpus_splits
+
+MAX_PAIRS = 10**6  # far above any corpus the commands make or check
+MAX_SEGMENT_SECONDS = 600.0
+MAX_SNR_DB = 100.0
 
 
 def _describe(label: str, pairs: list[AudioPair]) -> str:
@@ -112,8 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Find train.7z, y_train.7z, test.7z, y_test.7z (or extracted folders of those "
         "names) under ROOT, extract them into WORK once, and report the pairs.",
     )
-    p.add_argument("root", help="folder holding the archives (e.g. /kaggle/input/<slug>)")
-    p.add_argument("--work", required=True, help="writable folder for the extracted files")
+    p.add_argument(
+        "root", type=path_arg, help="folder holding the archives (e.g. /kaggle/input/<slug>)"
+    )
+    p.add_argument(
+        "--work", type=path_arg, required=True, help="writable folder for the extracted files"
+    )
     p.add_argument("--test-only", action="store_true", help="only test.7z and y_test.7z are needed")
     p.set_defaults(func=_extract)
 
@@ -123,10 +132,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write speech-like signals mixed with noise at 5-20 dB as train.7z, "
         "y_train.7z, test.7z, y_test.7z (16-24 s files). For plumbing tests only.",
     )
-    p.add_argument("out", help="output folder")
-    p.add_argument("--n-train", type=int, default=16, help="training pairs (default 16)")
-    p.add_argument("--n-test", type=int, default=6, help="test pairs (default 6)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out", type=path_arg, help="output folder")
+    p.add_argument(
+        "--n-train", type=whole_arg(1, MAX_PAIRS), default=16, help="training pairs (default 16)"
+    )
+    p.add_argument(
+        "--n-test", type=whole_arg(1, MAX_PAIRS), default=6, help="test pairs (default 6)"
+    )
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.set_defaults(func=_make_synthetic)
 
     p = commands.add_parser(
@@ -135,13 +148,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Mix whole utterances of the test split (unseen speakers and noise "
         "recordings) at fixed SNRs; writes OUT/noisy, OUT/clean (same names) and testset.csv.",
     )
-    p.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n", type=int, default=48, help="number of pairs (default 48)")
     p.add_argument(
-        "--snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0, 15.0], help="SNRs in dB"
+        "--data", type=path_arg, default="../shared/data", help="folder with speech/ and noise/"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=path_arg, required=True, help="output folder")
+    p.add_argument(
+        "--n", type=whole_arg(1, MAX_PAIRS), default=48, help="number of pairs (default 48)"
+    )
+    p.add_argument(
+        "--snrs",
+        type=number_arg(-MAX_SNR_DB, MAX_SNR_DB),
+        nargs="+",
+        default=[0.0, 5.0, 10.0, 15.0],
+        help="SNRs in dB",
+    )
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument(
         "--exclude-noncommercial",
         action="store_true",
@@ -176,16 +197,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "where it is implausibly low (shifted in time, or two different recordings).",
     )
     p.add_argument(
-        "--pairs", required=True, help="folder with noisy/ and clean/ (or test/, y_test/)"
+        "--pairs",
+        type=path_arg,
+        required=True,
+        help="folder with noisy/ and clean/ (or test/, y_test/)",
     )
     p.add_argument(
-        "--n-pairs", type=int, default=0, help="pairs checked, spread over the list (default: all)"
+        "--n-pairs",
+        type=whole_arg(0, MAX_PAIRS),
+        default=0,
+        help="pairs checked, spread over the list (default 0: all)",
     )
     p.add_argument(
         "--min-corr",
-        type=float,
+        type=number_arg(-1.0, 1.0),
         default=PAIR_MIN_CORRELATION,
         help=f"minimum noisy/clean correlation of each pair (default {PAIR_MIN_CORRELATION})",
     )
-    p.add_argument("--segment", type=float, default=3.0, help="seconds compared per pair")
+    p.add_argument(
+        "--segment",
+        type=number_arg(0.0, MAX_SEGMENT_SECONDS, lo_open=True),
+        default=3.0,
+        help="seconds compared per pair",
+    )
     p.set_defaults(func=_check)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from common.checks import path_arg
 from common.enhance import (
     DEFAULT_CHUNK_SECONDS,
     MAX_CHUNK_SECONDS,
@@ -22,6 +23,8 @@ from common.enhance import (
     enhance_path,
 )
 from common.errors import UserError
+
+VAD_FLOOR_DB, VAD_FADE_MS = -20.0, 60.0  # common.vad.GateConfig's defaults
 
 
 def _make_enhancer(args: argparse.Namespace):
@@ -52,13 +55,19 @@ def _make_enhancer(args: argparse.Namespace):
 
 
 def run_enhance(args: argparse.Namespace) -> int:
-    enhancer = _make_enhancer(args)
-    if args.vad:
-        from common.vad import GateConfig, VadGatedEnhancer
+    gate = None
+    given = (args.vad_floor_db, args.vad_fade_ms) != (VAD_FLOOR_DB, VAD_FADE_MS)
+    if args.vad or given:  # checked before any model is loaded, and even when unused
+        from common.vad import GateConfig
 
-        enhancer = VadGatedEnhancer(
-            enhancer, GateConfig(floor_db=args.vad_floor_db, fade_ms=args.vad_fade_ms)
-        )
+        gate = GateConfig(floor_db=args.vad_floor_db, fade_ms=args.vad_fade_ms)
+    if not args.vad:
+        gate = None
+    enhancer = _make_enhancer(args)
+    if gate is not None:
+        from common.vad import VadGatedEnhancer
+
+        enhancer = VadGatedEnhancer(enhancer, gate)
     run = enhance_path(
         enhancer,
         args.input,
@@ -97,8 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--ckpt", help="best.pt / last.pt written by `train`")
-    p.add_argument("--onnx", help="a model exported by `python -m common export` (fp32 or int8)")
+    p.add_argument("--ckpt", type=path_arg, help="best.pt / last.pt written by `train`")
+    p.add_argument(
+        "--onnx", type=path_arg, help="a model exported by `python -m common export` (fp32 or int8)"
+    )
     p.add_argument(
         "--streaming",
         action="store_true",
@@ -106,10 +117,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(the same output as without it, to float rounding)",
     )
     p.add_argument("--vad", action="store_true", help="attenuate non-speech regions (Silero VAD)")
-    p.add_argument("--vad-floor-db", type=float, default=-20.0, help="gain in non-speech regions")
-    p.add_argument("--vad-fade-ms", type=float, default=60.0, help="fade length at region edges")
-    p.add_argument("input", metavar="IN", help="a WAV/FLAC file or a folder of them")
-    p.add_argument("output", metavar="OUT", help="output file (for a file IN) or folder")
+    p.add_argument(
+        "--vad-floor-db", type=float, default=VAD_FLOOR_DB, help="gain in non-speech regions"
+    )
+    p.add_argument(
+        "--vad-fade-ms", type=float, default=VAD_FADE_MS, help="fade length at region edges"
+    )
+    p.add_argument("input", type=path_arg, metavar="IN", help="a WAV/FLAC file or a folder of them")
+    p.add_argument(
+        "output", type=path_arg, metavar="OUT", help="output file (for a file IN) or folder"
+    )
     p.add_argument("--model", default=None, help="refuse checkpoints of any other model")
     p.add_argument(
         "--chunk-seconds",

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import SAMPLE_RATE, list_audio, load_audio
+from common.checks import path_arg, whole_arg
 from common.data import audio_root, discover_pairs, find_pair_dirs
 from common.errors import UserError
 from common.metrics import EvalItem, evaluate_pairs, summary_table, write_results
@@ -38,6 +39,11 @@ from common.progress import progress as progress_bar
 from common.stats import headline
 
 DEFAULT_EVAL_OUT = Path("results") / "evaluate"
+MAX_WORKERS = 256
+
+
+def path_type(text: str) -> Path:
+    return Path(path_arg(text))
 
 
 def _stem_key(relative: str | Path) -> str:
@@ -229,25 +235,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--pairs",
-        type=Path,
+        type=path_type,
         metavar="DIR",
         help="folder with noisy/ and clean/ (or test/ and y_test/)",
     )
     source.add_argument(
         "--noisy-only",
-        type=Path,
+        type=path_type,
         metavar="DIR",
         help="folder of recordings without clean references (scored by DNSMOS)",
     )
     parser.add_argument(
         "--enhanced",
-        type=Path,
+        type=path_type,
         metavar="DIR",
         help="folder with enhanced files named like the noisy ones",
     )
     parser.add_argument(
         "--ckpt",
-        type=Path,
+        type=path_type,
         metavar="CKPT",
         help="enhance the noisy files with this checkpoint and score the result (no --enhanced); "
         "with --pairs, OUT becomes a run folder (summary.json, examples/) for `make report RUNS=OUT`",
@@ -257,14 +263,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=path_type,
         default=DEFAULT_EVAL_OUT,
         metavar="DIR",
         help=f"where eval_per_file.csv and eval_summary.json go (default: {DEFAULT_EVAL_OUT})",
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=whole_arg(1, MAX_WORKERS),
         metavar="N",
         help="worker processes (default: one per available CPU core)",
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.checks import path_arg
 from common.errors import UserError
 
 
@@ -60,8 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint written by `python -m common train`")
-    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--ckpt",
+        type=path_arg,
+        required=True,
+        help="checkpoint written by `python -m common train`",
+    )
+    p.add_argument("--out", type=path_arg, required=True, help="the .onnx file to write")
     p.add_argument(
         "--int8",
         action="store_true",

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from common.checkpoint import load_checkpoint, run_files
+from common.checks import SettingError, path_arg, show, whole_arg
+from common.cli import FLAG_FIELDS, option_for
 from common.config import (
     RunConfig,
     apply_overrides,
@@ -43,39 +45,16 @@ from common.losses import LossConfig
 from common.models import model_names
 from common.run import check_model, prepare_data, train
 
+MAX_PROCESSES = 64
 LOSS_PRESETS = {"compressed": LossConfig(), "seed": LossConfig.seed()}
-# Short options and the RunConfig field each one sets (unset options leave the recipe alone).
+# Short options (argparse dests) and the RunConfig field each one sets (common.cli.FLAG_FIELDS;
+# unset options leave the recipe alone).
 SHORT_OPTIONS = {
-    "model": "model.name",
-    "data_root": "data.root",
-    "work_dir": "data.work_dir",
-    "segment_seconds": "data.segment_seconds",
-    "val_fraction": "data.val_fraction",
-    "mix_items": "data.mix_items",
-    "snr": "data.snr_db",
-    "exclude_noncommercial": "data.exclude_noncommercial",
-    "n_fft": "stft.n_fft",
-    "stft_hop": "stft.hop_length",
-    "epochs": "train.epochs",
-    "max_minutes": "train.max_minutes",
-    "max_steps": "train.max_steps",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "scheduler": "train.scheduler",
-    "warmup_epochs": "train.warmup_epochs",
-    "patience": "train.patience",
-    "checkpoint_every": "train.checkpoint_every",
-    "seed": "train.seed",
-    "workers": "train.num_workers",
-    "device": "train.device",
+    option[2:].replace("-", "_"): field for option, field in FLAG_FIELDS["train"].items()
 }
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: must be 0 or more")
-    return value
+SHORT_OPTIONS_BY_FIELD = {field: dest for dest, field in SHORT_OPTIONS.items()}
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,6 +97,25 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _as_given(exc: SettingError, args: argparse.Namespace) -> UserError:
+    """`exc` naming the setting where the user gave it: the option, `--set`, `--model-config`
+    or the recipe."""
+    option = option_for("train", exc.field)
+    given = getattr(args, SHORT_OPTIONS_BY_FIELD.get(exc.field, ""), None)
+    if option and given is not None and given is not False:
+        return exc.named(option)
+    if exc.field == "stft.hop_length" and args.n_fft is not None and args.stft_hop is None:
+        return UserError(f"--n-fft {args.n_fft} (hop n_fft/2): {exc}")
+    if any(item.partition("=")[0].strip() == exc.field for item in args.set):
+        return UserError(f"--set {exc}")
+    key = exc.field.removeprefix("model.settings.")
+    if any(item.partition("=")[0] == key for item in args.model_config):
+        return UserError(f"--model-config {key}={show(exc.value)}: {exc.rule}")
+    if args.recipe and not exc.source:
+        return UserError(f"recipe {args.recipe}: {exc}")
+    return exc
+
+
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.recipe is None and args.model is None:
         raise UserError(
@@ -129,12 +127,15 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
             "--data is needed without --recipe: a Kaggle dataset root, 'synthetic' or 'mix'"
         )
     cfg = load_recipe(args.recipe) if args.recipe else RunConfig()
-    cfg = apply_overrides(cfg, overrides_from_args(args), where="option")
-    if cfg.model.name not in model_names():
-        raise UserError(
-            f"--model {cfg.model.name!r}: unknown; choose one of {', '.join(model_names())}"
-        )
-    check_model(cfg)  # fail now, in one line, before any data is prepared
+    try:
+        cfg = apply_overrides(cfg, overrides_from_args(args), where="option")
+        if cfg.model.name not in model_names():
+            raise SettingError(
+                "model.name", cfg.model.name, f"unknown; choose one of {', '.join(model_names())}"
+            )
+        check_model(cfg)  # fail now, in one line, before any data is prepared
+    except SettingError as exc:
+        raise _as_given(exc, args) from None
     return cfg
 
 
@@ -218,22 +219,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--recipe", help=f"recipes/NAME.toml or a .toml path: {', '.join(recipe_names())}"
+        "--recipe",
+        type=path_arg,
+        help=f"recipes/NAME.toml or a .toml path: {', '.join(recipe_names())}",
     )
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="set any RunConfig field (repeatable), e.g. --set train.lr=1e-3")  # fmt: skip
-    p.add_argument("--out", required=True, help="folder for checkpoints and history.json")
-    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--out", type=path_arg, required=True, help="folder for checkpoints and history.json"
+    )
+    p.add_argument(
+        "--resume", type=path_arg, default=None, metavar="CKPT", help="continue from OUT/last.pt"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="OUT holds an earlier run: delete its checkpoints and history when this run starts",
     )
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (GPUs)")
+    p.add_argument(
+        "--nproc",
+        type=whole_arg(1, MAX_PROCESSES),
+        default=1,
+        help=f"data-parallel processes (GPUs), 1 to {MAX_PROCESSES}",
+    )
     short = p.add_argument_group("short options (each sets one field; default: the recipe's)")
     short.add_argument("--model", help=f"model.name: {', '.join(model_names())}")
     short.add_argument(
-        "--data", help="data.source (+ data.root): a Kaggle dataset root, 'synthetic' or 'mix'"
+        "--data",
+        type=path_arg,
+        help="data.source (+ data.root): a Kaggle dataset root, 'synthetic' or 'mix'",
     )
     short.add_argument(
         "--data-root",
@@ -266,7 +280,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     short.add_argument("--seed", type=int, help="train.seed")
     short.add_argument(
         "--workers",
-        type=_non_negative_int,
+        type=int,
         help="train.num_workers: DataLoader workers per process (0: load in the training process)",
     )
     short.add_argument("--n-fft", type=int, help="stft.n_fft: STFT window (512 = 32 ms)")

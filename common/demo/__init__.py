@@ -27,6 +27,15 @@ import soundfile as sf
 
 from common.audio import SAMPLE_RATE, resample, to_mono, write_audio
 from common.checkpoint import SHIPPED_CHECKPOINT
+from common.checks import (
+    MAX_PORT,
+    OneLineArgumentParser,
+    SettingError,
+    number,
+    path_arg,
+    port_arg,
+    text,
+)
 from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
 from common.export import export_onnx, load_onnx_enhancer
@@ -37,6 +46,9 @@ from common.vad import GateConfig, apply_vad_gate, detect_speech, gate_gain, plo
 
 DEMO_MODELS = ("PyTorch (fp32)", "ONNX int8")
 DEMO_DEFAULT_CKPT = SHIPPED_CHECKPOINT
+MAX_DEMO_SECONDS = 3600.0  # longest upload the demo takes
+# The demo's options and the DemoConfig fields they set: an error about a field names the option.
+DEMO_FLAGS = {"--host": "demo.host", "--port": "demo.port", "--max-seconds": "demo.max_seconds"}
 
 
 @dataclass
@@ -47,6 +59,11 @@ class DemoConfig:
     port: int = 7860
     max_seconds: float = 300.0
     work_dir: Path = Path("build") / "demo"
+
+    def __post_init__(self) -> None:
+        text("demo.host", self.host)
+        number("demo.port", self.port, 1, MAX_PORT, whole=True)
+        number("demo.max_seconds", self.max_seconds, 0, MAX_DEMO_SECONDS, lo_open=True)
 
 
 @dataclass
@@ -302,19 +319,45 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def demo_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def _path(text_value: str) -> Path:
+    return Path(path_arg(text_value))
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """The demo's command line (one `error:` line for a mistake, as `python -m common`)."""
+    parser = OneLineArgumentParser(
         prog="python -m common.demo", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--ckpt", type=Path, default=DEMO_DEFAULT_CKPT)
-    parser.add_argument("--onnx", type=Path, default=None, help="int8 ONNX model (default: export)")
+    parser.add_argument("--ckpt", type=_path, default=DEMO_DEFAULT_CKPT)
+    parser.add_argument(
+        "--onnx", type=_path, default=None, help="int8 ONNX model (default: export)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max-seconds", type=float, default=300.0)
-    parser.add_argument("--work-dir", type=Path, default=Path("build") / "demo")
+    parser.add_argument("--port", type=port_arg, default=7860, help="1 to 65535")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=300.0,
+        help=f"longest audio accepted (up to {MAX_DEMO_SECONDS:g})",
+    )
+    parser.add_argument("--work-dir", type=_path, default=Path("build") / "demo")
+    return parser
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    parser = demo_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
-    cfg = DemoConfig(args.ckpt, args.onnx, args.host, args.port, args.max_seconds, args.work_dir)
+    try:
+        cfg = DemoConfig(
+            args.ckpt, args.onnx, args.host, args.port, args.max_seconds, args.work_dir
+        )
+    except SettingError as exc:
+        flags = {field: option for option, field in DEMO_FLAGS.items()}
+        print(
+            f"error: {exc.named(flags[exc.field]) if exc.field in flags else exc}", file=sys.stderr
+        )
+        return 2
     try:
         check_port_free(cfg.host, cfg.port)  # before minutes of loading and exporting
         engine = DemoEngine(cfg)
