@@ -135,7 +135,9 @@ class TrainConfig:
         number("train.plateau_patience", self.plateau_patience, 0, MAX_EPOCHS, whole=True)
         number("train.min_lr", self.min_lr, 0, MAX_LR)
         if self.min_lr > self.lr:
-            raise SettingError("train.min_lr", self.min_lr, f"must not exceed train.lr={self.lr:g}")
+            raise SettingError(
+                "train.lr", self.lr, f"must not be below train.min_lr={self.min_lr:g}"
+            )
         number("train.grad_clip", self.grad_clip, 0, lo_open=True)
         if not (isinstance(self.ema_decay, int | float) and 0.0 <= self.ema_decay < 1.0):
             raise SettingError(

@@ -91,6 +91,7 @@ def stop_before_work(monkeypatch):
         (data_cmd, "make_testset"),
         (data_cmd, "real_corpus_splits"),
         (data_cmd, "check_alignment"),
+        (data_cmd, "make_paired_corpus"),
         (synthetic, "make_synthetic_corpus"),
         (demo, "check_port_free"),
         (demo, "DemoEngine"),
@@ -145,6 +146,7 @@ def _base(command: tuple, inputs: dict[str, Path], tmp: Path) -> list[str]:
         ("data", "make-synthetic"): [str(tmp / "synthetic")],
         ("data", "make-testset"): ["--data", str(inputs["root"]), "--out", str(tmp / "testset")],
         ("data", "check"): ["--pairs", str(inputs["pairs"])],
+        ("data", "make-pairs"): ["--data", str(inputs["root"]), "--out", str(tmp / "made")],
         ("evaluate",): ["--pairs", str(inputs["pairs"]), "--out", str(tmp / "eval")],
         ("train",): ["--recipe", "lite", "--out", str(tmp / "run")],
         ("enhance",): [

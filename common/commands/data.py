@@ -71,6 +71,8 @@ def _make_testset(args: argparse.Namespace) -> int:
 
 
 def _make_pairs(args: argparse.Namespace) -> int:
+    if args.snr[0] > args.snr[1]:
+        raise UserError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: LOW must not exceed HIGH")
     if Path(args.out).exists() and any(Path(args.out).iterdir()):
         raise UserError(f"--out {args.out}: folder exists and is not empty; choose a new folder")
     out = make_paired_corpus(
@@ -178,10 +180,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT/y_test (the test speakers and noises of make-testset), the Kaggle dataset's layout: "
         "train on it as fixed pairs (data.source=kaggle) or remixed (data.source=remix).",
     )
-    p.add_argument("--data", default="../shared/data", help="folder with speech/ and noise/")
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
-    p.add_argument("--snr", type=float, nargs=2, default=[5.0, 20.0], metavar=("LOW", "HIGH"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data", type=path_arg, default="../shared/data", help="folder with speech/ and noise/"
+    )
+    p.add_argument("--out", type=path_arg, required=True, help="output folder (new or empty)")
+    p.add_argument(
+        "--snr",
+        type=number_arg(-MAX_SNR_DB, MAX_SNR_DB),
+        nargs=2,
+        default=[5.0, 20.0],
+        metavar=("LOW", "HIGH"),
+    )
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument(
         "--include-noncommercial",
         action="store_true",
