@@ -412,6 +412,8 @@ def config_differences(runs: Sequence[Run]) -> list[tuple[str, list[str]]]:
         return {prefix.rstrip("."): json.dumps(d)}
 
     flats = [flat(r.config) for r in runs]
+    for f in flats:
+        f.pop("description", None)  # the recipe's prose: its name (recipe) already differs
     keys = sorted(set().union(*flats)) if flats else []
     out = []
     for key in keys:
@@ -574,7 +576,12 @@ def config_html(runs: Sequence[Run]) -> str:
     diffs = config_differences(with_config)
     if not diffs:
         return note + "<p>The runs' configurations are identical.</p>"
-    rows = [[f"<code>{_esc(k)}</code>"] + [_esc(v) for v in values] for k, values in diffs]
+
+    def cell(value: str) -> str:
+        short = value if len(value) <= 40 else value[:39] + "…"
+        return f'<span title="{_esc(value)}">{_esc(short)}</span>'
+
+    rows = [[f"<code>{_esc(k)}</code>"] + [cell(v) for v in values] for k, values in diffs]
     return note + STYLE + _table(["field"] + [_esc(r.label) for r in with_config], rows)
 
 
