@@ -16,6 +16,7 @@ from builders.build import REPO
 from builders.smoke import SMOKE_DIR, smoke_names
 from common.config import recipe_names
 from common.examples import choose_examples
+from common.metrics import METRIC_NAMES
 
 TRAINING = [n for n in smoke_names(REPO) if n in recipe_names()]
 EVALUATING = [*TRAINING, "evaluate"]
@@ -70,7 +71,8 @@ def test_the_last_cell_prints_the_headline_numbers(name: str):
     assert "difference (paired)" in text
     rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.strip()}
     summary = json.loads((REPO / SMOKE_DIR / name / "summary.json").read_text())
-    for metric, stat in summary["metrics"]["enhanced"].items():
+    for metric in METRIC_NAMES:
+        stat = summary["metrics"]["enhanced"][metric]
         digits = 2 if metric == "si_sdr" else 3
         assert f"{stat['mean']:.{digits}f} [" in rows[metric]
 
