@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, AudioError, load_audio, read_segment
@@ -44,6 +43,7 @@ from common.mixing import (
     MixingDataset,
     stable_rank,
 )
+from common.progress import progress as progress_bar
 
 # Envelope correlation residual/clean above which a residual is taken to hold speech. Measured
 # on 32 ms log-energy envelopes over the clean's active frames (within 40 dB of its loudest).
@@ -155,7 +155,7 @@ def measure_pairs(
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         stats = list(
-            tqdm(
+            progress_bar(
                 pool.map(measure_pair, pairs),
                 total=len(pairs),
                 desc="remix: measuring pairs",
