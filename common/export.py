@@ -277,7 +277,8 @@ def real_imag(out: object) -> torch.Tensor:
 
 class StatefulSpecWrapper(nn.Module):
     """(x (1, 2, F, T), *state) -> (enhanced (1, 2, F, T), *next state): a causal model's
-    `forward_stateful` over any number of frames, with real tensors only."""
+    `forward_stateful` over any number of frames (one, for the streaming step of
+    `common.onnx_stream`), with real tensors only."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -34,12 +34,10 @@ from common.errors import UserError
 from common.export import (
     ONNX_FORMAT,
     ONNX_OPSET,
-    TracedComplex,
+    StatefulSpecWrapper,
     check_opset,
-    complex_stand_in,
     model_metadata,
     onnx_session,
-    real_imag,
     set_metadata,
     state_names,
 )
@@ -47,21 +45,6 @@ from common.streaming import StreamingEnhancer, check_streamable
 
 FRAME_INPUT = "noisy_frame"
 FRAME_OUTPUT = "enhanced_frame"
-
-
-class StatefulFrameWrapper(nn.Module):
-    """(frame (1, 2, F, 1), *state) -> (enhanced frame, *next state), with real tensors only."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with complex_stand_in():
-            out, new_state = self.model.forward_stateful(
-                TracedComplex(x[:, 0], x[:, 1]), list(state)
-            )
-        return (real_imag(out), *new_state)
 
 
 def export_streaming_onnx(
@@ -72,7 +55,7 @@ def export_streaming_onnx(
     check_streamable(model, stft_cfg)
     out = Path(out)
     prepare_output_folder(out)
-    wrapper = StatefulFrameWrapper(copy.deepcopy(model).cpu()).eval()
+    wrapper = StatefulSpecWrapper(copy.deepcopy(model).cpu()).eval()
     state = wrapper.model.init_state(1)
     inputs, outputs = state_names(len(state))
     frame = torch.randn(1, 2, stft_cfg.n_freq, 1)

@@ -18,18 +18,10 @@ from kaggle_server import FakeKaggle
 from builders.build import notebook_names
 from builders.metadata import OWN_DATASET_SLUG
 from builders.registry import load_registry
+from tests.e2e.page_check import REPORT_SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = notebook_names(REPO)  # every recipe, evaluate and vad
-REPORT_SECTIONS = (
-    "1. Leaderboard",
-    "2. Paired comparison",
-    "3. Training curves",
-    "4. Per-file distributions",
-    "5. What differs between the configurations",
-    "6. Listening",
-    "7. Provenance",
-)
 OPS = {
     "push": "push {}",
     "resume": "push {} --resume",

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REPORT_SOURCE = Path(__file__).resolve().parents[2] / "notebooks_src" / "report.py"
+# The reviewers' page's sections, in order: the report notebook's numbered headings.
+REPORT_SECTIONS = tuple(
+    re.findall(r"^# ## (\d+\. .+)$", REPORT_SOURCE.read_text(encoding="utf-8"), flags=re.M)
+)
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",

@@ -11,19 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from page_check import REPORT_SECTIONS as SECTIONS
 from page_check import browser_paths, inspect_page
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "build" / "smoke"
-SECTIONS = (
-    "1. Leaderboard",
-    "2. Paired comparison",
-    "3. Training curves",
-    "4. Per-file distributions",
-    "5. What differs between the configurations",
-    "6. Listening",
-    "7. Provenance",
-)
 
 
 def _missing(reason: str) -> None:
