@@ -5,7 +5,7 @@ the help texts that start with the command. Each runs as a subprocess with only 
 - `.venv/bin/python` / `python` is this interpreter; `../shared/data` is the real data folder
   (the test skips without it);
 - placeholders become real things: `IN` a folder with one short noisy recording, `CKPT` the
-  shipped checkpoint, `DIR` after --pairs a folder of real pairs, `N` 1; `OUT`, `X` and other
+  shipped checkpoint, `DIR` after --pairs a folder of real pairs (after --noisy-only: `IN`), `N` 1; `OUT`, `X` and other
   output names stay as printed (relative to a fresh working folder);
 - `[...]` in a synopsis is optional and left out; `train ...` means "the train example above,
   changed by what follows";
@@ -140,6 +140,8 @@ def _substitute(args: list[str], data: Path) -> list[str]:
             arg = SHIPPED_CHECKPOINT.as_posix()
         elif arg == "DIR" and before == "--pairs":
             arg = str(data.joinpath(*PAIRS_FOR_DIR))
+        elif arg == "DIR" and before == "--noisy-only":
+            arg = "IN"  # recordings without a clean reference
         elif arg == "N":
             arg = "1"
         out.append(arg)
