@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def inspect_page(page: Path, profile: Path, shots: Path | None = None) -> PageRe
     try:
         driver.set_script_timeout(60)
         driver.get(Path(page).resolve().as_uri())
+        # A page of several MB can still be laying out when `get` returns (a full CI run once
+        # saw 6 of the 7 section headings): wait until it is complete and its headings stop
+        # changing.
+        deadline, last = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            now = driver.execute_script(
+                "return [document.readyState, document.querySelectorAll('h1, h2').length,"
+                " document.body ? document.body.scrollHeight : 0]"
+            )
+            if now[0] == "complete" and now == last:
+                break
+            last = now
+            time.sleep(0.5)
         report = PageReport()
         report.headings = driver.execute_script(
             "return Array.from(document.querySelectorAll('h1, h2')).map(h => h.innerText.trim())"
