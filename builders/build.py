@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from builders.metadata import (
 )
 from common.config import RECIPES_DIR, recipe_kernel, recipe_names
 from common.errors import UserError
+from common.provenance import git
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES_DIR = "notebooks_src"
@@ -114,16 +114,6 @@ def _text(source: str | list[str]) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-        )
-    except OSError:
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def build_record(rel_source: str, modules: list[ModuleSource], repo: Path) -> dict:
     """What the notebook was built from: no timestamps, so rebuilding changes nothing."""
     library = [m.path.as_posix() for m in modules]
@@ -132,8 +122,8 @@ def build_record(rel_source: str, modules: list[ModuleSource], repo: Path) -> di
     for rel in files:
         digest.update(rel.encode() + b"\0" + (repo / rel).read_bytes() + b"\0")
     # The last commit touching these files, not HEAD: unrelated commits leave the notebook alone.
-    commit = _git(repo, "log", "-1", "--format=%H", "--", *files) or None
-    status = _git(repo, "status", "--porcelain", "--", *files)
+    commit = git(repo, "log", "-1", "--format=%H", "--", *files) or None
+    status = git(repo, "status", "--porcelain", "--", *files)
     return {
         "source": rel_source,
         "library": library,

@@ -20,7 +20,6 @@ import ast
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import warnings
@@ -41,12 +40,13 @@ from builders.registry import (
     utc_now,
 )
 from common.errors import UserError
+from common.kaggle_paths import KAGGLE_INPUT
+from common.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 # Kaggle mounts an attached notebook's outputs read-only under /kaggle/input. The layout has
 # changed before (datasets moved to /kaggle/input/datasets/<owner>/<slug>/), so the notebook
 # should fall back to searching /kaggle/input for this file name when the path is missing.
-KAGGLE_INPUT = "/kaggle/input"
 RESUME_PARAMETER = "resume_checkpoint"
 RESUME_FILE = "last.pt"
 METADATA_SETTINGS = (
@@ -89,24 +89,6 @@ def _default_build(name: str, username: str | None) -> Path:
     except ImportError as exc:
         raise UserError(f"builders.build is not available ({exc}): cannot build {name}") from exc
     return build_kernel(name, username=username)
-
-
-def git_commit(repo: Path = REPO) -> tuple[str, bool]:
-    """(HEAD commit, working tree has uncommitted changes); ("unknown", True) outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", True
-    return head, bool(dirty)
 
 
 # --------------------------------------------------------------------------- the built kernel
@@ -451,7 +433,7 @@ def push(
         inject_parameters(nb_path, notebook, {RESUME_PARAMETER: checkpoint})
         print(f"{name}: resuming from {source_run.label} ({checkpoint})")
 
-    commit, dirty = git_commit()
+    commit, dirty = git_commit(REPO)
     result = cli.push(kernel_dir)
     version, inferred = result.version, False
     if version is None:

@@ -8,13 +8,13 @@ magic bytes, and no file is a storage or HTML error page in disguise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from common.provenance import sha256_file
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -23,14 +23,6 @@ _IMAGE_MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": 
 # Google Cloud Storage (where Kaggle serves outputs from) answers errors with this XML body.
 _STORAGE_ERROR = re.compile(rb"^\s*<\?xml[^>]*>\s*<Error>\s*<Code>", re.IGNORECASE)
 _HTML_PAGE = re.compile(rb"^\s*(<!doctype html|<html)", re.IGNORECASE)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_error_body(data: Any) -> bool:

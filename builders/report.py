@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common.atomic import atomic_write
 from common.errors import UserError
-from common.metrics import METRIC_NAMES
+from common.metric_names import METRIC_NAMES, metric_label
 from common.report import (
     KAGGLE_CODE_URL,
     Run,
@@ -28,7 +28,6 @@ from common.report import (
     headline_means,
     load_pulled_runs,
     load_runs,
-    metric_label,
     run_sort_key,
 )
 

@@ -36,7 +36,7 @@ from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
 from common.config import load_recipe
 from common.errors import UserError
-from common.metrics import ALL_METRICS
+from common.metric_names import ALL_METRICS
 
 SMOKE_DIR = Path("build", "smoke")
 KERNEL_NAME = "lse-isolated"

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import warnings
@@ -46,6 +45,7 @@ from builders.kaggle_cli import DatasetState, KaggleCli, KernelNotFound
 from builders.metadata import OWN_DATASET_SLUG, kaggle_username
 from builders.registry import DatasetRecord, Registry, load_registry, utc_now
 from common.errors import UserError
+from common.provenance import git_head, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("speech", "noise")
@@ -179,11 +179,7 @@ def _inspect(item: AudioFile) -> AudioFile:
     from common.mixing import SILENCE_RMS
 
     try:
-        h = hashlib.sha256()
-        with open(item.path, "rb") as f:
-            for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-                h.update(chunk)
-        item.sha256, item.size = h.hexdigest(), item.path.stat().st_size
+        item.sha256, item.size = sha256_file(item.path), item.path.stat().st_size
         info = audio_info(item.path)
         item.samplerate, item.channels = int(info.samplerate), int(info.channels)
         wav = load_audio(item.path, sr=item.samplerate)  # its own rate: decoded, not resampled
@@ -408,20 +404,6 @@ def _is_within(path: Path, folder: Path) -> bool:
 # --------------------------------------------------------------------------- upload
 
 
-def _git_head() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _wait_ready(
     ref: str,
     previous: int | None,
@@ -555,7 +537,7 @@ def upload_data(
     if before is not None:
         message = (
             f"make upload-data: {check.count('speech')} speech + {check.count('noise')} noise files "
-            f"from {root.name} (git {_git_head()}, files sha256 {check.digest[:12]})"
+            f"from {root.name} (git {git_head(REPO, short=True) or 'unknown'}, files sha256 {check.digest[:12]})"
         )
     action = "a new version of" if before is not None else "the new private dataset"
     print(f"uploading {size_mb:.1f} MB as {action} {ref}; this can take a while")

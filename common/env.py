@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from common.kaggle_paths import KAGGLE_WORKING
+
 
 @dataclass
 class GpuInfo:
@@ -89,7 +91,7 @@ def arch_supported(capability: tuple[int, int], arch_list: list[str]) -> bool:
 
 def running_on_kaggle() -> bool:
     """A Kaggle session: its run-type variable, or the writable /kaggle/working it provides."""
-    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or os.path.isdir("/kaggle/working")
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or KAGGLE_WORKING.is_dir()
 
 
 def describe_environment() -> EnvInfo:

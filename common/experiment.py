@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,15 +37,16 @@ from common.env import (
 )
 from common.errors import UserError
 from common.examples import choose_examples, save_examples
+from common.kaggle_paths import KAGGLE_INPUT, KAGGLE_WORKING
 from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.model_table import model_blocks, model_table
 from common.models import count_parameters
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
+from common.provenance import git_head
 from common.run import RunData, check_model, train
 from common.stats import headline
 from common.train import MAX_MINUTES
 
-KAGGLE_WORKING = Path("/kaggle/working")
 MAX_PROCESSES = 64
 
 
@@ -185,7 +185,7 @@ def locate_resume_checkpoint(spec: str) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
-    base = Path("/kaggle/input")
+    base = KAGGLE_INPUT
     if base.is_dir() and str(path).startswith(str(base)) and len(path.parts) > 3:
         slug = path.parts[3]
         found = sorted(p for p in base.rglob(path.name) if slug in p.parts)
@@ -319,13 +319,7 @@ def git_commit(build_info: dict | None = None) -> str | None:
     """The sources' commit: recorded by the builder in the notebook, else asked of git."""
     if build_info and build_info.get("git_commit"):
         return str(build_info["git_commit"])
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return git_head()
 
 
 def write_run_summary(
@@ -434,7 +428,7 @@ def find_checkpoint(spec: str) -> Path:
                 f"checkpoint={spec!r}: file not found; give the path of a best.pt or last.pt"
             )
         return path
-    base = Path("/kaggle/input")
+    base = KAGGLE_INPUT
     found = sorted(base.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if base.is_dir() else []
     if not found:
         raise UserError(

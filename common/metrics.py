@@ -41,17 +41,9 @@ from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, load_audio, resample
 from common.data import misalignment
 from common.errors import UserError
+from common.metric_names import ALL_METRICS, DNSMOS_METRICS, EVAL_SIGNALS, METRIC_NAMES
 from common.progress import progress as progress_bar
 
-METRIC_NAMES = ("pesq", "stoi", "estoi", "si_sdr")  # against a clean reference
-DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")  # no reference needed
-ALL_METRICS = METRIC_NAMES + DNSMOS_METRICS
-METRIC_LABELS = {
-    "pesq": "PESQ-wb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)",
-    "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL",
-    "dnsmos_p808": "DNSMOS P.808",
-}  # fmt: skip
-EVAL_SIGNALS = ("noisy", "enhanced")
 PESQ_WB_MAX = 4.644  # PESQ-wb of a signal scored against itself
 # About -100 dBFS: below 16-bit quantisation, there is nothing to score.
 SILENCE_RMS = 1e-5

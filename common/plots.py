@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from common.audio import StftConfig, stft
-from common.metrics import METRIC_LABELS
+from common.metric_names import METRIC_LABELS
 
 MAX_PANELS_PER_ROW = 4  # metric figures: PESQ/STOI/ESTOI/SI-SDR on one row, DNSMOS on the next
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import html
 import json
 import math
@@ -24,7 +23,8 @@ from typing import Any
 
 from common.errors import UserError
 from common.examples import read_examples
-from common.metrics import METRIC_NAMES
+from common.metric_names import METRIC_NAMES, metric_label
+from common.provenance import sha256_file
 from common.stats import (
     CI_LEVEL,
     Interval,
@@ -43,20 +43,6 @@ KAGGLE_CODE_URL = "https://www.kaggle.com/code/"
 GROUPS = ("noisy", "enhanced", "delta")
 # A summary mean and the mean of its own per-file CSV agree to rounding, or a number was edited.
 MEAN_TOLERANCE = 1e-6
-
-
-def metric_label(metric: str) -> str:
-    from common.plots import METRIC_LABELS
-
-    return METRIC_LABELS.get(metric, metric.replace("_", " ").upper())
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ runs

@@ -37,13 +37,13 @@ from common.data import (
 )
 from common.distributed import launch_processes
 from common.errors import UserError
+from common.kaggle_paths import KAGGLE_INPUT
 from common.losses import EnhancementLoss
 from common.mixing import MixConfig, MixingDataset, make_testset, real_corpus_splits
 from common.models import MODEL_REGISTRY, build_model, model_names
 from common.remix import RemixDataset, left_out_counts, measure_pairs, split_by_speaker
 from common.train import Trainer, seed_everything
 
-KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_DATASET_SLUG = "libri-speech-noise-dataset"
 SYNTHETIC_MIN_PAIRS = 16  # training pairs in the synthetic corpus (more for a larger batch)
 MIX_TEST_ITEMS = 48  # held-out mixtures scored after a `mix` run

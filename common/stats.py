@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.metrics import METRIC_NAMES
+from common.metric_names import METRIC_NAMES
 
 BOOTSTRAP_SAMPLES = 4000
 CI_LEVEL = 0.95

@@ -23,6 +23,7 @@ from common.audio import SAMPLE_RATE, StftConfig, load_audio, resample
 from common.checks import number
 from common.enhance import Enhancer
 from common.errors import UserError
+from common.metric_names import METRIC_NAMES
 from common.metrics import MetricError, score
 from common.plots import _db_spectrogram, _save_figure
 
@@ -31,7 +32,7 @@ VAD_MODEL_FILE = "silero_vad_16k_sequence.onnx"
 VAD_INSTALL_HINT = (
     "install it with `.venv/bin/pip install --no-deps 'silero-vad>=5,<7'` (make setup)"
 )
-VAD_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
+VAD_METRICS = METRIC_NAMES  # speech-aware versions of the reference metrics
 
 
 MIN_FLOOR_DB = -120.0

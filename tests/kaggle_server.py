@@ -190,10 +190,12 @@ def demo_evaluation(n_files: int = 2, seed: int = 0) -> DemoEvaluation:
     from pesq import pesq
     from pystoi import stoi
 
+    from common.metric_names import METRIC_NAMES
+
     sr = 16000
     t = np.arange(3 * sr) / sr
     rng = np.random.default_rng(seed)
-    metrics = ("pesq", "stoi", "estoi", "si_sdr")
+    metrics = METRIC_NAMES
     per: dict[str, dict[str, list[float]]] = {
         g: {m: [] for m in metrics} for g in ("noisy", "enhanced")
     }

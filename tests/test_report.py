@@ -10,8 +10,7 @@ import pytest
 from builders.outputs import verify_outputs
 from builders.registry import RunRecord, load_registry
 from builders.report import write_leaderboard
-
-METRICS = ("pesq", "stoi", "estoi", "si_sdr")
+from common.metric_names import METRIC_NAMES as METRICS
 
 
 def make_summary(model: str, noisy: dict[str, float], enhanced: dict[str, float]) -> dict:
