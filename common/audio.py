@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,9 @@ import soundfile as sf
 import soxr
 import torch
 
-from common.checks import choice, number
+from common.config import SAMPLE_RATE, StftConfig
 from common.errors import UserError
 
-SAMPLE_RATE = 16000
-MIN_N_FFT, MAX_N_FFT = 8, 16384  # STFT windows of 0.5 ms to 1 s at 16 kHz
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
@@ -147,50 +143,10 @@ def list_audio(folder: str | Path) -> list[Path]:
     )
 
 
-@dataclass(frozen=True)
-class StftConfig:
-    """STFT settings shared by a model, its training and its reconstruction.
-
-    The defaults (512-point window, hop 256 at 16 kHz: 32 ms / 16 ms) are the team's; hop 128 and
-    shorter windows for low latency are supported. `sqrt_hann` gives perfect reconstruction at
-    50% overlap with the same window on analysis and synthesis.
-    """
-
-    n_fft: int = 512
-    hop_length: int = 256
-    win_length: int | None = None
-    window: str = "hann"  # "hann" or "sqrt_hann"
-    sample_rate: int = SAMPLE_RATE
-
-    def __post_init__(self) -> None:
-        number("stft.n_fft", self.n_fft, MIN_N_FFT, MAX_N_FFT, whole=True)
-        number("stft.win_length", self.win_length, 1, self.n_fft, whole=True, optional=True)
-        number("stft.hop_length", self.hop_length, 1, self.win, whole=True)
-        choice("stft.window", self.window, ("hann", "sqrt_hann"))
-        number("stft.sample_rate", self.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, whole=True)
-
-    @property
-    def win(self) -> int:
-        return self.win_length or self.n_fft
-
-    @property
-    def n_freq(self) -> int:
-        return self.n_fft // 2 + 1
-
-    @property
-    def window_ms(self) -> float:
-        return 1000.0 * self.win / self.sample_rate
-
-    @property
-    def hop_ms(self) -> float:
-        return 1000.0 * self.hop_length / self.sample_rate
-
-    def window_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
-        w = torch.hann_window(self.win, periodic=True, device=device)
-        return w.sqrt() if self.window == "sqrt_hann" else w
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def stft_window(cfg: StftConfig, device: torch.device | str | None = None) -> torch.Tensor:
+    """The analysis/synthesis window of `cfg` (Hann, or its square root)."""
+    w = torch.hann_window(cfg.win, periodic=True, device=device)
+    return w.sqrt() if cfg.window == "sqrt_hann" else w
 
 
 def stft(wav: torch.Tensor, cfg: StftConfig, *, pad_mode: str = "reflect") -> torch.Tensor:
@@ -207,7 +163,7 @@ def stft(wav: torch.Tensor, cfg: StftConfig, *, pad_mode: str = "reflect") -> to
         n_fft=cfg.n_fft,
         hop_length=cfg.hop_length,
         win_length=cfg.win,
-        window=cfg.window_tensor(wav.device),
+        window=stft_window(cfg, wav.device),
         center=True,
         pad_mode=pad_mode,
         return_complex=True,
@@ -223,7 +179,7 @@ def istft(spec: torch.Tensor, cfg: StftConfig, length: int) -> torch.Tensor:
         n_fft=cfg.n_fft,
         hop_length=cfg.hop_length,
         win_length=cfg.win,
-        window=cfg.window_tensor(spec.device),
+        window=stft_window(cfg, spec.device),
         center=True,
         length=length,
     )

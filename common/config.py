@@ -1,5 +1,8 @@
 """One run configuration for every way of training: the command line, the notebooks, smoke, bench.
 
+Every section of a run (STFT, loss, training, data, evaluation) is defined here, with the ranges
+its fields are checked against; this module imports no training, model or audio code.
+
 A run is described by one nested dataclass, `RunConfig` (data, model, STFT, loss, training,
 evaluation), stored whole in every checkpoint and `summary.json`. Recipes are TOML files in
 `recipes/`, one per experiment, that set the fields which differ from the defaults; every caller
@@ -19,14 +22,180 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.audio import StftConfig
-from common.checks import SettingError, flag, number, text
+from common.budget import BUDGET_CLOCKS
+from common.checks import MAX_SEED, SettingError, choice, flag, number, text
 from common.errors import UserError
-from common.losses import LossConfig
-from common.train import TrainConfig
 
+SAMPLE_RATE = 16000
+MIN_N_FFT, MAX_N_FFT = 8, 16384  # STFT windows of 0.5 ms to 1 s at 16 kHz
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+LOSS_TERMS = ("log_mag_l1", "compressed_mag", "compressed_complex", "mrstft", "si_sdr")
+MAX_LOSS_WEIGHT = 1e6
+SCHEDULERS = ("plateau", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+# Upper bounds of the training settings: far above any sensible run, low enough that a typo
+# (an extra digit, 1e12) is refused when the run starts instead of hours later.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_LR = 10.0
+MAX_MINUTES = 60 * 24 * 365.0
+MAX_STEPS = 10**12
+MAX_WORKERS = 256
+# `train.optimizer` -> the torch.optim class that common.train builds (by name: no torch here).
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 KERNEL_TABLE = "kernel"  # a recipe's Kaggle settings (title, slug); not part of the run
+
+
+@dataclass(frozen=True)
+class StftConfig:
+    """STFT settings shared by a model, its training and its reconstruction.
+
+    The defaults (512-point window, hop 256 at 16 kHz: 32 ms / 16 ms) are the team's; hop 128 and
+    shorter windows for low latency are supported. `sqrt_hann` gives perfect reconstruction at
+    50% overlap with the same window on analysis and synthesis.
+    """
+
+    n_fft: int = 512
+    hop_length: int = 256
+    win_length: int | None = None
+    window: str = "hann"  # "hann" or "sqrt_hann"
+    sample_rate: int = SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        number("stft.n_fft", self.n_fft, MIN_N_FFT, MAX_N_FFT, whole=True)
+        number("stft.win_length", self.win_length, 1, self.n_fft, whole=True, optional=True)
+        number("stft.hop_length", self.hop_length, 1, self.win, whole=True)
+        choice("stft.window", self.window, ("hann", "sqrt_hann"))
+        number("stft.sample_rate", self.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, whole=True)
+
+    @property
+    def win(self) -> int:
+        return self.win_length or self.n_fft
+
+    @property
+    def n_freq(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def window_ms(self) -> float:
+        return 1000.0 * self.win / self.sample_rate
+
+    @property
+    def hop_ms(self) -> float:
+        return 1000.0 * self.hop_length / self.sample_rate
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class LossConfig:
+    log_mag_l1: float = 0.0
+    compressed_mag: float = 70.0
+    compressed_complex: float = 30.0
+    mrstft: float = 0.0
+    si_sdr: float = 0.1
+    compress: float = 0.3
+    mrstft_ffts: tuple[int, ...] = (256, 512, 1024)  # hop = n_fft // 4, Hann window
+
+    def __post_init__(self) -> None:
+        """Weights finite and >= 0, at least one on; the compression and resolutions usable."""
+        for name in LOSS_TERMS:
+            number(f"loss.{name}", getattr(self, name), 0, MAX_LOSS_WEIGHT)
+        if not any(getattr(self, name) for name in LOSS_TERMS):
+            raise SettingError(
+                "loss.compressed_mag",
+                self.compressed_mag,
+                "every loss weight is 0; give at least one term a weight",
+            )
+        number("loss.compress", self.compress, 0, 1, lo_open=True)
+        if not isinstance(self.mrstft_ffts, tuple | list) or not self.mrstft_ffts:
+            raise SettingError("loss.mrstft_ffts", self.mrstft_ffts, "give one or more FFT sizes")
+        for n_fft in self.mrstft_ffts:
+            number("loss.mrstft_ffts", n_fft, 16, 16384, whole=True)
+
+    @classmethod
+    def seed(cls) -> LossConfig:
+        """The seed notebooks' loss: L1 on log1p magnitude only."""
+        return cls(log_mag_l1=1.0, compressed_mag=0.0, compressed_complex=0.0, si_sdr=0.0)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; stored in every checkpoint (plain types only)."""
+
+    epochs: int = 50
+    batch_size: int = 16  # effective batch over all processes
+    lr: float = 1e-3  # for the effective batch; not rescaled with the number of processes
+    optimizer: str = "adam"  # "adam" (weight decay as L2) or "adamw" (decoupled weight decay)
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 1.0  # linear warmup, per step, from lr/steps to lr
+    # "plateau" (on val loss) or "cosine" (per step, after warmup). With `max_minutes` the cosine
+    # is fitted to the budget from the measured step rate, so a time-limited run still ends at
+    # `min_lr` instead of stopping near the peak lr of a schedule sized for `epochs`. The lr then
+    # depends on the machine's speed: such runs are not bit-reproducible (`max_steps` runs are).
+    scheduler: str = "plateau"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    min_lr: float = 1e-6
+    grad_clip: float = 5.0
+    # Validate and ship an exponential moving average of the weights (common.ema); 0: off.
+    # 0.999 averages roughly the last 1,000 steps.
+    ema_decay: float = 0.0
+    patience: int = 10  # early stopping: epochs without val-loss improvement; 0 disables
+    max_minutes: float | None = None  # time budget of this session, on `budget_clock`
+    # "wall": wall-clock minutes; "cpu": this process's CPU minutes (all threads), the same
+    # compute for every run on a shared machine (`make bench` compares recipes with it).
+    budget_clock: str = "wall"
+    max_steps: int | None = None  # total optimizer steps (counting resumed ones)
+    checkpoint_every: int = 5  # periodic epoch_NNN.pt every N epochs; 0 disables
+    num_workers: int = 2
+    val_batch_size: int | None = None  # per process; default: the per-process train batch
+    seed: int = 0
+    amp: bool = True  # fp16 autocast + GradScaler, used on CUDA only
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Every field finite and in its range, and consistent with the others (common.checks)."""
+        number("train.epochs", self.epochs, 1, MAX_EPOCHS, whole=True)
+        number("train.batch_size", self.batch_size, 1, MAX_BATCH, whole=True)
+        number("train.lr", self.lr, 0, MAX_LR, lo_open=True)
+        choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        number("train.weight_decay", self.weight_decay, 0, 1)
+        number("train.warmup_epochs", self.warmup_epochs, 0, MAX_EPOCHS)
+        choice("train.scheduler", self.scheduler, SCHEDULERS)
+        number("train.plateau_factor", self.plateau_factor, 0, 1, lo_open=True, hi_open=True)
+        number("train.plateau_patience", self.plateau_patience, 0, MAX_EPOCHS, whole=True)
+        number("train.min_lr", self.min_lr, 0, MAX_LR)
+        if self.min_lr > self.lr:
+            raise SettingError(
+                "train.lr", self.lr, f"must not be below train.min_lr={self.min_lr:g}"
+            )
+        number("train.grad_clip", self.grad_clip, 0, lo_open=True)
+        if not (isinstance(self.ema_decay, int | float) and 0.0 <= self.ema_decay < 1.0):
+            raise SettingError(
+                "train.ema_decay", self.ema_decay, "use 0 (off) or a value in (0, 1), e.g. 0.999"
+            )
+        number("train.patience", self.patience, 0, MAX_EPOCHS, whole=True)
+        number("train.max_minutes", self.max_minutes, 0, MAX_MINUTES, lo_open=True, optional=True)
+        choice("train.budget_clock", self.budget_clock, BUDGET_CLOCKS)
+        number("train.max_steps", self.max_steps, 1, MAX_STEPS, whole=True, optional=True)
+        number("train.checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS, whole=True)
+        number("train.num_workers", self.num_workers, 0, MAX_WORKERS, whole=True)
+        number("train.val_batch_size", self.val_batch_size, 1, MAX_BATCH, whole=True, optional=True)
+        number("train.seed", self.seed, 0, MAX_SEED, whole=True)
+        flag("train.amp", self.amp)
+        choice("train.device", self.device, DEVICES)
+        flag("train.progress", self.progress)
+        if self.budget_clock == "cpu" and self.num_workers:
+            # Worker processes' CPU time would not count against the budget.
+            raise SettingError(
+                "train.num_workers",
+                self.num_workers,
+                "with train.budget_clock='cpu' data workers' CPU time is not counted; use 0",
+            )
 
 
 @dataclass

@@ -19,6 +19,7 @@ from common.budget import SessionBudget
 from common.checkpoint import json_safe, load_checkpoint
 from common.checks import SettingError, number, text
 from common.config import (
+    MAX_MINUTES,
     EvalConfig,
     RunConfig,
     apply_overrides,
@@ -45,7 +46,6 @@ from common.plots import plot_metric_distributions, plot_metric_table, plot_spec
 from common.provenance import git_head
 from common.run import RunData, check_model, train
 from common.stats import headline
-from common.train import MAX_MINUTES
 
 MAX_PROCESSES = 64
 

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.audio import SAMPLE_RATE, StftConfig, load_audio
+from common.audio import SAMPLE_RATE, load_audio
+from common.config import StftConfig
 from common.enhance import (
     DEFAULT_CHUNK_SECONDS,
     Enhancer,

@@ -13,49 +13,13 @@ The defaults are GTCRN's weighting (30 x complex + 70 x magnitude + SI-SDR/10);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from common.audio import StftConfig, istft
-from common.checks import SettingError, number
+from common.audio import istft
+from common.config import LOSS_TERMS, LossConfig, StftConfig
 
 LOSS_EPS = 1e-8
-LOSS_TERMS = ("log_mag_l1", "compressed_mag", "compressed_complex", "mrstft", "si_sdr")
-MAX_LOSS_WEIGHT = 1e6
-
-
-@dataclass
-class LossConfig:
-    log_mag_l1: float = 0.0
-    compressed_mag: float = 70.0
-    compressed_complex: float = 30.0
-    mrstft: float = 0.0
-    si_sdr: float = 0.1
-    compress: float = 0.3
-    mrstft_ffts: tuple[int, ...] = (256, 512, 1024)  # hop = n_fft // 4, Hann window
-
-    def __post_init__(self) -> None:
-        """Weights finite and >= 0, at least one on; the compression and resolutions usable."""
-        for name in LOSS_TERMS:
-            number(f"loss.{name}", getattr(self, name), 0, MAX_LOSS_WEIGHT)
-        if not any(getattr(self, name) for name in LOSS_TERMS):
-            raise SettingError(
-                "loss.compressed_mag",
-                self.compressed_mag,
-                "every loss weight is 0; give at least one term a weight",
-            )
-        number("loss.compress", self.compress, 0, 1, lo_open=True)
-        if not isinstance(self.mrstft_ffts, tuple | list) or not self.mrstft_ffts:
-            raise SettingError("loss.mrstft_ffts", self.mrstft_ffts, "give one or more FFT sizes")
-        for n_fft in self.mrstft_ffts:
-            number("loss.mrstft_ffts", n_fft, 16, 16384, whole=True)
-
-    @classmethod
-    def seed(cls) -> LossConfig:
-        """The seed notebooks' loss: L1 on log1p magnitude only."""
-        return cls(log_mag_l1=1.0, compressed_mag=0.0, compressed_complex=0.0, si_sdr=0.0)
 
 
 def log_magnitude_l1(est_spec: torch.Tensor, clean_spec: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from common.audio import SAMPLE_RATE, StftConfig, stft
+from common.audio import SAMPLE_RATE, stft
+from common.config import StftConfig
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.audio import StftConfig
+from common.config import StftConfig
 from common.enhance import prepare_output_folder, write_atomically
 from common.errors import UserError
 from common.export import (

@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from common.audio import StftConfig, stft
+from common.audio import stft
+from common.config import StftConfig
 from common.metric_names import METRIC_LABELS
 
 MAX_PANELS_PER_ROW = 4  # metric figures: PESQ/STOI/ESTOI/SI-SDR on one row, DNSMOS on the next

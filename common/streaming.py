@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.audio import StftConfig
+from common.audio import stft_window
+from common.config import StftConfig
 from common.errors import UserError
 
 
@@ -31,7 +32,7 @@ def algorithmic_latency_ms(stft: StftConfig, lookahead_frames: int = 0) -> float
 
 def _padded_window(stft: StftConfig) -> torch.Tensor:
     # torch.stft centres a shorter window inside n_fft; the stream frames must match that.
-    win = stft.window_tensor()
+    win = stft_window(stft)
     left = (stft.n_fft - len(win)) // 2
     return nn.functional.pad(win, (left, stft.n_fft - len(win) - left))
 

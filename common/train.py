@@ -51,8 +51,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from common.audio import StftConfig, istft, stft
-from common.budget import BUDGET_CLOCKS, TrainBudget
+from common.audio import istft, stft
+from common.budget import TrainBudget
 from common.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -63,104 +63,16 @@ from common.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from common.checks import MAX_SEED, SettingError, choice, flag, number
+from common.config import OPTIMIZERS, StftConfig, TrainConfig
 from common.distributed import all_reduce_sum, any_rank, barrier, dist_info
 from common.ema import WeightEMA
 from common.env import select_device
 from common.errors import UserError
 from common.progress import progress as progress_bar
 
-SCHEDULERS = ("plateau", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
-# Upper bounds of the training settings: far above any sensible run, low enough that a typo
-# (an extra digit, 1e12) is refused when the run starts instead of hours later.
-MAX_EPOCHS = 100_000
-MAX_BATCH = 65_536
-MAX_LR = 10.0
-MAX_MINUTES = 60 * 24 * 365.0
-MAX_STEPS = 10**12
-MAX_WORKERS = 256
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 # Consecutive steps with non-finite gradients before training is declared diverged. The count
 # is identical on every rank because it is read after DDP has averaged the gradients.
 MAX_NONFINITE_STEPS = 50
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; stored in every checkpoint (plain types only)."""
-
-    epochs: int = 50
-    batch_size: int = 16  # effective batch over all processes
-    lr: float = 1e-3  # for the effective batch; not rescaled with the number of processes
-    optimizer: str = "adam"  # "adam" (weight decay as L2) or "adamw" (decoupled weight decay)
-    weight_decay: float = 1e-5
-    warmup_epochs: float = 1.0  # linear warmup, per step, from lr/steps to lr
-    # "plateau" (on val loss) or "cosine" (per step, after warmup). With `max_minutes` the cosine
-    # is fitted to the budget from the measured step rate, so a time-limited run still ends at
-    # `min_lr` instead of stopping near the peak lr of a schedule sized for `epochs`. The lr then
-    # depends on the machine's speed: such runs are not bit-reproducible (`max_steps` runs are).
-    scheduler: str = "plateau"
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    min_lr: float = 1e-6
-    grad_clip: float = 5.0
-    # Validate and ship an exponential moving average of the weights (common.ema); 0: off.
-    # 0.999 averages roughly the last 1,000 steps.
-    ema_decay: float = 0.0
-    patience: int = 10  # early stopping: epochs without val-loss improvement; 0 disables
-    max_minutes: float | None = None  # time budget of this session, on `budget_clock`
-    # "wall": wall-clock minutes; "cpu": this process's CPU minutes (all threads), the same
-    # compute for every run on a shared machine (`make bench` compares recipes with it).
-    budget_clock: str = "wall"
-    max_steps: int | None = None  # total optimizer steps (counting resumed ones)
-    checkpoint_every: int = 5  # periodic epoch_NNN.pt every N epochs; 0 disables
-    num_workers: int = 2
-    val_batch_size: int | None = None  # per process; default: the per-process train batch
-    seed: int = 0
-    amp: bool = True  # fp16 autocast + GradScaler, used on CUDA only
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        """Every field finite and in its range, and consistent with the others (common.checks)."""
-        number("train.epochs", self.epochs, 1, MAX_EPOCHS, whole=True)
-        number("train.batch_size", self.batch_size, 1, MAX_BATCH, whole=True)
-        number("train.lr", self.lr, 0, MAX_LR, lo_open=True)
-        choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        number("train.weight_decay", self.weight_decay, 0, 1)
-        number("train.warmup_epochs", self.warmup_epochs, 0, MAX_EPOCHS)
-        choice("train.scheduler", self.scheduler, SCHEDULERS)
-        number("train.plateau_factor", self.plateau_factor, 0, 1, lo_open=True, hi_open=True)
-        number("train.plateau_patience", self.plateau_patience, 0, MAX_EPOCHS, whole=True)
-        number("train.min_lr", self.min_lr, 0, MAX_LR)
-        if self.min_lr > self.lr:
-            raise SettingError(
-                "train.lr", self.lr, f"must not be below train.min_lr={self.min_lr:g}"
-            )
-        number("train.grad_clip", self.grad_clip, 0, lo_open=True)
-        if not (isinstance(self.ema_decay, int | float) and 0.0 <= self.ema_decay < 1.0):
-            raise SettingError(
-                "train.ema_decay", self.ema_decay, "use 0 (off) or a value in (0, 1), e.g. 0.999"
-            )
-        number("train.patience", self.patience, 0, MAX_EPOCHS, whole=True)
-        number("train.max_minutes", self.max_minutes, 0, MAX_MINUTES, lo_open=True, optional=True)
-        choice("train.budget_clock", self.budget_clock, BUDGET_CLOCKS)
-        number("train.max_steps", self.max_steps, 1, MAX_STEPS, whole=True, optional=True)
-        number("train.checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS, whole=True)
-        number("train.num_workers", self.num_workers, 0, MAX_WORKERS, whole=True)
-        number("train.val_batch_size", self.val_batch_size, 1, MAX_BATCH, whole=True, optional=True)
-        number("train.seed", self.seed, 0, MAX_SEED, whole=True)
-        flag("train.amp", self.amp)
-        choice("train.device", self.device, DEVICES)
-        flag("train.progress", self.progress)
-        if self.budget_clock == "cpu" and self.num_workers:
-            # Worker processes' CPU time would not count against the budget.
-            raise SettingError(
-                "train.num_workers",
-                self.num_workers,
-                "with train.budget_clock='cpu' data workers' CPU time is not counted; use 0",
-            )
 
 
 # What `--resume` may not change: the checkpoint's weights, optimizer state and position in the
@@ -322,7 +234,7 @@ class Trainer:
 
         self.model_name, self.model_config = _model_identity(model)
         self.model = model.to(self.device)
-        self.optimizer = OPTIMIZERS[cfg.optimizer](
+        self.optimizer = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

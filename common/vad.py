@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from common.audio import SAMPLE_RATE, StftConfig, load_audio, resample
+from common.audio import SAMPLE_RATE, load_audio, resample
 from common.checks import number
+from common.config import StftConfig
 from common.enhance import Enhancer
 from common.errors import UserError
 from common.metric_names import METRIC_NAMES

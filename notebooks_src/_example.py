@@ -29,7 +29,8 @@ import torch
 from pesq import pesq
 from pystoi import stoi
 
-from common.audio import SAMPLE_RATE, StftConfig, istft, stft
+from common.audio import SAMPLE_RATE, istft, stft
+from common.config import StftConfig
 from common.errors import UserError as ExampleError
 
 

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common.audio import StftConfig, istft, stft
-from common.config import load_recipe
+from common.audio import istft, stft
+from common.config import LossConfig, StftConfig, load_recipe
 from common.enhance import load_model
-from common.losses import EnhancementLoss, LossConfig
+from common.losses import EnhancementLoss
 from common.models import build_model, count_parameters, model_names
 from common.onnx_stream import OnnxStreamStep, export_streaming_onnx
 from common.run import model_settings

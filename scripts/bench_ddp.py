@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from common.audio import StftConfig
+from common.config import LossConfig, StftConfig, TrainConfig
 from common.distributed import dist_info, launch_processes
-from common.losses import EnhancementLoss, LossConfig
+from common.losses import EnhancementLoss
 from common.models import build_model
-from common.train import TrainConfig, Trainer, seed_everything
+from common.train import Trainer, seed_everything
 
 
 class NoiseBatches(torch.utils.data.Dataset):

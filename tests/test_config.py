@@ -3,6 +3,8 @@ and the `lite` recipe is the one the shipped checkpoint was trained with."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,14 @@ def test_a_notebooks_overrides_are_checked_naming_the_field(overrides: dict, mes
     assert "\n" not in str(info.value)
     with pytest.raises(UserError, match="max_minutes=nan: must be a finite number"):
         Session("lite", max_minutes=float("nan"))
+
+
+def test_the_configuration_is_read_without_training_model_or_audio_code():
+    # Builders, the CLI's argument checks and a notebook's parameters cell read configurations;
+    # none of them should pay for (or depend on) torch and the training code to do it.
+    probe = "import sys, common.config; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    heavy = {"torch", "numpy", "common.train", "common.losses", "common.audio", "common.models"}
+    assert not heavy & set(loaded), sorted(heavy & set(loaded))

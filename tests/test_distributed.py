@@ -12,8 +12,9 @@ from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
 
 import common.train as train_mod
 from common.checkpoint import load_checkpoint
+from common.config import TrainConfig
 from common.distributed import dist_info, launch_processes
-from common.train import TrainConfig, Trainer
+from common.train import Trainer
 
 CFG = dict(epochs=3, batch_size=4, num_workers=0, progress=False, warmup_epochs=1.0)
 

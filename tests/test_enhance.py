@@ -11,12 +11,12 @@ import soundfile as sf
 import torch
 from train_helpers import ToyLoss, ToySpeechSet
 
-from common.audio import StftConfig
 from common.checkpoint import load_checkpoint, save_checkpoint
+from common.config import StftConfig, TrainConfig
 from common.enhance import Enhancer, TorchBackend, enhance_path, load_enhancer, load_model
 from common.errors import UserError
 from common.models import build_model
-from common.train import TrainConfig, Trainer
+from common.train import Trainer
 
 SMALL_LITE = {"width": 16, "enc_channels": 8, "time_hidden": 16, "n_blocks": 1}
 

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from common.audio import StftConfig
+from common.config import StftConfig
 from common.export import export_onnx
 from common.models import build_model
 

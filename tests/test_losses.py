@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from common.audio import StftConfig, istft, stft
+from common.audio import istft, stft
+from common.config import StftConfig
 from common.errors import UserError
 from common.losses import (
     EnhancementLoss,

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common.audio import StftConfig, stft
+from common.audio import stft
+from common.config import StftConfig
 from common.errors import UserError
 from common.models import build_model, count_parameters, model_config_dict, model_names
 from common.models.transformer import transformer_attention_maps

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.audio import StftConfig, istft, stft
+from common.audio import istft, stft
+from common.config import StftConfig
 from common.enhance import Enhancer, TorchBackend
 from common.errors import UserError
 from common.models import build_model

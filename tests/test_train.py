@@ -13,8 +13,9 @@ from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
 import common.budget as budget_mod
 from common.budget import TrainBudget
 from common.checkpoint import load_checkpoint
+from common.config import TrainConfig
 from common.errors import UserError
-from common.train import TrainConfig, Trainer, learning_rate
+from common.train import Trainer, learning_rate
 
 
 def _trainer(out, resume=None, model_seed=0, loss=None, **cfg) -> Trainer:
@@ -346,9 +347,9 @@ def test_lite_learns_on_real_mixtures_in_a_minute(tmp_path, shared_data):
     noisy input. Low SNRs (-5..5 dB) leave room to improve within the minute."""
     import numpy as np
 
-    from common.audio import StftConfig
+    from common.config import LossConfig, StftConfig
     from common.enhance import load_enhancer
-    from common.losses import EnhancementLoss, LossConfig
+    from common.losses import EnhancementLoss
     from common.metrics import si_sdr
     from common.mixing import MixConfig, MixingDataset, real_corpus_splits
     from common.models import build_model

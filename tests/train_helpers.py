@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.audio import StftConfig
+from common.config import StftConfig
 
 TINY_STFT = StftConfig(n_fft=64, hop_length=32)
 

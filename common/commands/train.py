@@ -32,6 +32,7 @@ from common.checkpoint import load_checkpoint, run_files
 from common.checks import SettingError, path_arg, show, whole_arg
 from common.cli import FLAG_FIELDS, option_for
 from common.config import (
+    LossConfig,
     RunConfig,
     apply_overrides,
     config_dict,
@@ -41,7 +42,6 @@ from common.config import (
 )
 from common.distributed import broadcast_from_main, cleanup_distributed, init_distributed
 from common.errors import UserError
-from common.losses import LossConfig
 from common.models import model_names
 from common.run import check_model, prepare_data, train
 

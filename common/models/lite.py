@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from common.audio import StftConfig
+from common.config import StftConfig
 from common.errors import UserError
 from common.models.blocks import CausalTimeConv2d, check_spec_input
 
