@@ -3,7 +3,7 @@ and results/LEADERBOARD.md + leaderboard.png, from the same numbers.
 
 Runs are those pulled into `results/` (recorded with each file's sha256 in
 `results/registry.json`) and local run folders given with `RUNS=...`. The numbers come from
-`common.report`, which the notebook calls too: means and 95% bootstrap intervals over the per-file
+`common.report` (runs, compare), which the notebook calls too: means and 95% bootstrap intervals over the per-file
 scores a run wrote (runs from before `eval_per_file.csv` was pulled: their summary.json means,
 without an interval). A file edited after the pull is reported as such and its numbers are left
 out. Nothing here is typed in by hand.
@@ -20,16 +20,9 @@ from pathlib import Path
 from common.atomic import atomic_write
 from common.errors import UserError
 from common.metric_names import METRIC_NAMES, metric_label
-from common.report import (
-    KAGGLE_CODE_URL,
-    Run,
-    choose_baseline,
-    fmt_number,
-    headline_means,
-    load_pulled_runs,
-    load_runs,
-    run_sort_key,
-)
+from common.report.compare import choose_baseline, headline_means, run_sort_key
+from common.report.runs import KAGGLE_CODE_URL, Run, load_pulled_runs, load_runs
+from common.report.tables import fmt_number
 
 LEADERBOARD_NAME = "LEADERBOARD.md"
 PLOT_NAME = "leaderboard.png"

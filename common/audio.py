@@ -48,6 +48,11 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
         raise _open_error(path, exc) from None
 
 
+def frames_at_rate(info: sf._SoundFileInfo, sr: int) -> int:
+    """Length in samples at `sr` of a file whose header is `info` (from `audio_info`)."""
+    return int(info.frames) if info.samplerate == sr else int(info.frames * sr / info.samplerate)
+
+
 def _check_samples(wav: np.ndarray, path: Path | str) -> np.ndarray:
     if wav.size == 0:
         raise AudioError(f"{path}: contains no samples; re-export it or remove it")

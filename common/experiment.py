@@ -27,7 +27,6 @@ from common.config import (
     config_from_dict,
     load_recipe,
 )
-from common.data import AudioPair, PairedDataset
 from common.enhance import load_enhancer, load_model
 from common.env import (
     EnvInfo,
@@ -37,11 +36,13 @@ from common.env import (
     select_device,
 )
 from common.errors import UserError
+from common.evaluation import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.examples import choose_examples, save_examples
 from common.kaggle_paths import KAGGLE_INPUT, KAGGLE_WORKING
-from common.metrics import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.model_table import model_blocks, model_table
 from common.models import count_parameters
+from common.paired_dataset import PairedDataset
+from common.pairs import AudioPair
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
 from common.provenance import git_head
 from common.run import RunData, check_model, train

@@ -21,12 +21,12 @@ from common.audio import (
     SAMPLE_RATE,
     AudioError,
     audio_info,
+    frames_at_rate,
     list_audio,
     load_audio,
     read_segment,
     write_audio,
 )
-from common.data import frames_at_rate
 from common.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test")

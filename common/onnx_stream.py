@@ -14,14 +14,10 @@ latency are exactly those of the PyTorch stream.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
-import logging
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +27,9 @@ from torch import nn
 from common.config import StftConfig
 from common.enhance import prepare_output_folder, write_atomically
 from common.errors import UserError
-from common.export import (
-    ONNX_FORMAT,
-    ONNX_OPSET,
-    StatefulSpecWrapper,
-    check_opset,
-    model_metadata,
-    onnx_session,
-    set_metadata,
-    state_names,
-)
+from common.export import ONNX_OPSET, check_opset, model_metadata, quiet_tracing, set_metadata
+from common.onnx_backend import ONNX_FORMAT, onnx_session, state_names
+from common.onnx_complex import StatefulSpecWrapper
 from common.streaming import StreamingEnhancer, check_streamable
 
 FRAME_INPUT = "noisy_frame"
@@ -61,25 +50,16 @@ def export_streaming_onnx(
     frame = torch.randn(1, 2, stft_cfg.n_freq, 1)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.onnx"
-        logging.disable(logging.WARNING)
-        try:
-            with (
-                torch.no_grad(),
-                warnings.catch_warnings(),
-                contextlib.redirect_stdout(io.StringIO()),
-            ):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    wrapper,
-                    (frame, *state),
-                    str(path),
-                    input_names=[FRAME_INPUT, *inputs],
-                    output_names=[FRAME_OUTPUT, *outputs],
-                    opset_version=opset,
-                    dynamo=False,
-                )
-        finally:
-            logging.disable(logging.NOTSET)
+        with quiet_tracing():
+            torch.onnx.export(
+                wrapper,
+                (frame, *state),
+                str(path),
+                input_names=[FRAME_INPUT, *inputs],
+                output_names=[FRAME_OUTPUT, *outputs],
+                opset_version=opset,
+                dynamo=False,
+            )
         meta = model_metadata(model, stft_cfg, "fp32")
         meta.update(
             streaming="true",

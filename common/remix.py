@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.alignment import PAIR_MIN_CORRELATION, pair_correlation
 from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, AudioError, load_audio, read_segment
-from common.data import PAIR_MIN_CORRELATION, AudioPair, pair_correlation
 from common.errors import UserError
 from common.mixing import (
     SILENCE_RMS,
@@ -43,6 +43,7 @@ from common.mixing import (
     MixingDataset,
     stable_rank,
 )
+from common.pairs import AudioPair
 from common.progress import progress as progress_bar
 
 # Envelope correlation residual/clean above which a residual is taken to hold speech. Measured

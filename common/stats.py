@@ -1,7 +1,7 @@
 """Means with 95% bootstrap intervals, and paired differences between two sets of per-file scores.
 
 Everything here works on the per-file numbers a run wrote (`eval_per_file.csv`, or the rows of
-`common.metrics.evaluate_pairs`), never on summaries: an interval says how far a mean over a few
+`common.evaluation.evaluate_pairs`), never on summaries: an interval says how far a mean over a few
 dozen files could move with another draw of files, and a paired difference compares two systems
 on the *same* files, which removes the spread between easy and hard files.
 """

@@ -364,7 +364,7 @@ def evaluate_speech_aware(
     sr: int = SAMPLE_RATE,
 ) -> SpeechAwareResult:
     """Noisy vs enhanced vs VAD-gated enhanced on clean/noisy pairs (objects with `name`, `noisy`,
-    `clean` paths, e.g. common.data.AudioPair): does gating help, and where?"""
+    `clean` paths, e.g. common.pairs.AudioPair): does gating help, and where?"""
     gate = gate or GateConfig()
     rows: list[dict[str, object]] = []
     for pair in pairs:

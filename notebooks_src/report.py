@@ -16,7 +16,8 @@ run_dirs = []  # local run folders, e.g. ["runs/lite-v2"] (RUNS=... in make repo
 baseline = "auto"  # the run compared with the others: a label, or "auto" = the previous best
 
 # %%
-from common.report import load_runs, metrics_of
+from common.report.compare import metrics_of
+from common.report.runs import load_runs
 
 runs = load_runs(results_dir, run_dirs)
 usable = [r for r in runs if r.ok]
@@ -37,7 +38,7 @@ print(
 # %%
 from IPython.display import HTML, display
 
-from common.report import leaderboard_html, left_out_html
+from common.report.tables import leaderboard_html, left_out_html
 
 display(HTML(leaderboard_html(runs, metrics) + left_out_html(runs)))
 
@@ -49,7 +50,8 @@ display(HTML(leaderboard_html(runs, metrics) + left_out_html(runs)))
 # other files (or other crops of them) are not paired, and the table says so.
 
 # %%
-from common.report import choose_baseline, compare_to_noisy, compare_to_run, comparison_html
+from common.report.compare import choose_baseline, compare_to_noisy, compare_to_run
+from common.report.tables import comparison_html
 
 display(HTML("<h4>Enhanced − noisy input (same files)</h4>"))
 display(HTML(comparison_html(compare_to_noisy(runs, metrics), metrics)))
@@ -69,7 +71,7 @@ else:
 # %%
 import matplotlib.pyplot as plt
 
-from common.report import plot_curves
+from common.report.figures import plot_curves
 
 fig = plot_curves(runs)
 plt.show()
@@ -83,7 +85,7 @@ if no_history:
 # Two runs with the same mean can differ in how often they fail badly.
 
 # %%
-from common.report import plot_distributions
+from common.report.figures import plot_distributions
 
 fig = plot_distributions(runs, metrics)
 plt.show()
@@ -93,7 +95,7 @@ plt.show()
 # Only the fields that differ between the runs' stored configurations, side by side.
 
 # %%
-from common.report import config_html
+from common.report.tables import config_html
 
 display(HTML(config_html(runs)))
 
@@ -105,13 +107,13 @@ display(HTML(config_html(runs)))
 # and STOI (over the whole evaluated file).
 
 # %%
-from common.report import (
+from common.report.figures import plot_listening
+from common.report.listening import (
     examples_note,
     listening_files,
     listening_scores,
     listening_signals,
     players_html,
-    plot_listening,
 )
 
 files = listening_files(runs)[:6]
@@ -133,6 +135,6 @@ if examples_note(runs):
 # mark on any file changed since the pull.
 
 # %%
-from common.report import provenance_html
+from common.report.tables import provenance_html
 
 display(HTML(provenance_html(runs)))

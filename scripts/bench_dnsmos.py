@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import list_audio, load_audio
+from common.evaluation import EvalItem, evaluate_pairs
 from common.metric_names import DNSMOS_METRICS, METRIC_LABELS
-from common.metrics import EvalItem, evaluate_pairs
 from scripts.bench_quality import (
     DEFAULT_CONTENDERS,
     SR,

@@ -1,4 +1,4 @@
-"""Benchmark `common.metrics.evaluate_pairs`: 105 pairs of 3 s (the Kaggle test-set count).
+"""Benchmark `common.evaluation.evaluate_pairs`: 105 pairs of 3 s (the Kaggle test-set count).
 
 Builds the pairs from real speech and noise in ../shared/data (written as FLAC to a temp folder,
 so file loading is part of the time), then times the serial and the parallel path, noisy-only
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import list_audio, load_audio, write_audio
-from common.metrics import EvalItem, eval_worker_count, evaluate_pairs
+from common.evaluation import EvalItem, eval_worker_count, evaluate_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,17 +14,123 @@ folder under DATA/pairs.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
+import time
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch import nn
+
+from common.audio import SAMPLE_RATE, load_audio
 from common.checkpoint import SHIPPED_CHECKPOINT
-from common.data import discover_pairs, find_pair_dirs
+from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
-from common.export import benchmark_variants, format_variant_table
+from common.export import export_onnx, quantize_torch_int8
+from common.onnx_backend import load_onnx_enhancer
+from common.pairs import discover_pairs, find_pair_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 INT8_PESQ_BUDGET = 0.05
+
+
+def torch_model_bytes(model: nn.Module) -> int:
+    """Size of the model's state dict as `torch.save` writes it."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+@dataclass
+class VariantResult:
+    name: str
+    size_bytes: int
+    rtf: float
+    metrics: dict[str, float]  # mean over the pairs
+    vs_fp32: dict[str, float]  # mean per-file difference to the fp32 PyTorch model
+
+
+def real_time_factor(
+    enhance: Callable[[np.ndarray, int], np.ndarray], wavs: Sequence[np.ndarray], sr: int
+) -> float:
+    """Processing time / audio duration over `wavs` (after one warm-up call)."""
+    enhance(wavs[0][: sr // 2], sr)
+    start = time.perf_counter()
+    for w in wavs:
+        enhance(w, sr)
+    return (time.perf_counter() - start) / (sum(len(w) for w in wavs) / sr)
+
+
+def benchmark_variants(
+    ckpt: str | Path,
+    pairs: Sequence[object],
+    work_dir: str | Path,
+    sr: int = SAMPLE_RATE,
+) -> list[VariantResult]:
+    """PyTorch fp32 / PyTorch dynamic int8 / ONNX fp32 / ONNX int8 on the same clean/noisy pairs
+    (objects with `noisy` and `clean` paths), all on one CPU thread."""
+    from common.metrics import score
+
+    if not pairs:
+        raise UserError("benchmark needs at least one clean/noisy pair; check the pairs folder")
+    work_dir = Path(work_dir)
+    model, stft_cfg = load_model(ckpt)
+    onnx_fp32 = export_onnx(model, stft_cfg, work_dir / "model_fp32.onnx")
+    onnx_int8 = export_onnx(model, stft_cfg, work_dir / "model_int8.onnx", int8=True)
+    torch_int8 = quantize_torch_int8(model)
+    variants = {
+        "pytorch fp32": (Enhancer(TorchBackend(model, stft_cfg)), torch_model_bytes(model)),
+        "pytorch int8 (dynamic)": (
+            Enhancer(TorchBackend(torch_int8, stft_cfg)),
+            torch_model_bytes(torch_int8),
+        ),
+        "onnx fp32": (load_onnx_enhancer(onnx_fp32), onnx_fp32.stat().st_size),
+        "onnx int8": (load_onnx_enhancer(onnx_int8), onnx_int8.stat().st_size),
+    }
+    cleans = [load_audio(p.clean, sr) for p in pairs]
+    noisys = [load_audio(p.noisy, sr) for p in pairs]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_file: dict[str, list[dict[str, float]]] = {}
+        results = []
+        for name, (enhancer, size) in variants.items():
+            rtf = real_time_factor(enhancer.enhance, noisys, sr)
+            per_file[name] = [score(c, enhancer.enhance(n, sr), sr) for c, n in zip(cleans, noisys)]
+            results.append(VariantResult(name, size, rtf, {}, {}))
+    finally:
+        torch.set_num_threads(threads)
+    reference = per_file["pytorch fp32"]
+    for r in results:
+        rows = per_file[r.name]
+        for m in rows[0]:
+            vals = np.array([row[m] for row in rows], dtype=np.float64)
+            diffs = vals - np.array([row[m] for row in reference], dtype=np.float64)
+            r.metrics[m] = float(np.mean(vals))
+            r.vs_fp32[m] = float(np.mean(diffs))
+    return results
+
+
+def format_variant_table(results: Sequence[VariantResult], n_pairs: int | None = None) -> str:
+    """Markdown table of a benchmark (size, RTF, metrics and their change vs PyTorch fp32)."""
+    lines = [
+        "| variant | size (KB) | RTF (1 thread) | PESQ | ΔPESQ | STOI | ΔSTOI | SI-SDR (dB) | ΔSI-SDR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        m, d = r.metrics, r.vs_fp32
+        lines.append(
+            f"| {r.name} | {r.size_bytes / 1024:.0f} | {r.rtf:.4f} | {m['pesq']:.3f} | "
+            f"{d['pesq']:+.3f} | {m['stoi']:.3f} | {d['stoi']:+.4f} | {m['si_sdr']:.2f} | "
+            f"{d['si_sdr']:+.2f} |"
+        )
+    if n_pairs is not None:
+        lines.append(f"\n{n_pairs} pairs; Δ = mean per-file difference to PyTorch fp32.")
+    return "\n".join(lines)
 
 
 def pair_folders(data: Path) -> list[Path]:

@@ -2,7 +2,7 @@
 
 Times `dataset[i]` (read, mix, level: what a DataLoader worker does) on one thread for the
 remixing of a paired corpus (`common.remix`), speech + noise mixing (`common.mixing`) and fixed
-pairs (`common.data.PairedDataset`), in seconds of audio produced per second, and divides the
+pairs (`common.paired_dataset.PairedDataset`), in seconds of audio produced per second, and divides the
 GPU's appetite by it: how many loader workers each model needs on the H200 step times measured
 by `python -m scripts.bench_gpu` (docs/experiments.md; a T4 steps slower, so it needs fewer).
 

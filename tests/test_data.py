@@ -11,19 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-import common.data as data_module
+import common.kaggle_data as kaggle_data
+from common.alignment import check_alignment, misalignment
 from common.audio import AudioError
-from common.data import (
-    EXTRACTED_MARKER,
-    PairedDataset,
-    check_alignment,
-    discover_pairs,
-    extract_archive,
-    find_pair_dirs,
-    prepare_kaggle_data,
-    split_pairs,
-)
 from common.errors import UserError
+from common.kaggle_data import EXTRACTED_MARKER, extract_archive, prepare_kaggle_data
+from common.paired_dataset import PairedDataset
+from common.pairs import AudioPair, discover_pairs, find_pair_dirs, split_pairs
 
 SR = 16000
 
@@ -143,13 +137,13 @@ def archive(tmp_path) -> Path:
 
 def count_extractions(monkeypatch) -> list[int]:
     calls = []
-    real = data_module._extract_with_py7zr
+    real = kaggle_data._extract_with_py7zr
 
     def counting(archive, dest):
         calls.append(1)
         real(archive, dest)
 
-    monkeypatch.setattr(data_module, "_extract_with_py7zr", counting)
+    monkeypatch.setattr(kaggle_data, "_extract_with_py7zr", counting)
     return calls
 
 
@@ -357,10 +351,7 @@ def test_alignment_guard_trips_for_independent_crops_and_passes_aligned(tmp_path
 def test_alignment_guard_trips_for_mispaired_files(tmp_path):
     make_pair_folder(tmp_path, ["a.wav", "b.wav", "c.wav"], seconds=2.0)
     pairs = pairs_of(tmp_path)
-    shuffled = [
-        data_module.AudioPair(p.name, p.noisy, pairs[(i + 1) % 3].clean)
-        for i, p in enumerate(pairs)
-    ]
+    shuffled = [AudioPair(p.name, p.noisy, pairs[(i + 1) % 3].clean) for i, p in enumerate(pairs)]
     with pytest.raises(UserError, match="correlation"):
         check_alignment(PairedDataset(shuffled, segment_seconds=1.0, train=False))
 
@@ -381,20 +372,20 @@ def test_misalignment_names_a_shift_or_another_recording():
     rng = np.random.default_rng(0)
     clean = rng.standard_normal(3 * SR).astype(np.float32)
     noisy = clean + 0.5 * rng.standard_normal(3 * SR).astype(np.float32)
-    assert data_module.misalignment(noisy, clean) is None
+    assert misalignment(noisy, clean) is None
     late = np.concatenate([np.zeros(SR // 2, np.float32), noisy])[: len(noisy)]
-    assert "noisy lags clean by 0.50 s" in data_module.misalignment(late, clean)
+    assert "noisy lags clean by 0.50 s" in misalignment(late, clean)
     early = np.concatenate([noisy[SR // 4 :], np.zeros(SR // 4, np.float32)])
-    assert "noisy lags clean by -0.25 s" in data_module.misalignment(early, clean)
+    assert "noisy lags clean by -0.25 s" in misalignment(early, clean)
     other = rng.standard_normal(3 * SR).astype(np.float32)
-    assert "not the same recording" in data_module.misalignment(other, clean)
+    assert "not the same recording" in misalignment(other, clean)
 
 
 def test_alignment_guard_names_the_one_bad_pair_among_good_ones(tmp_path):
     # One pair in six from another recording: the mean (about 0.8) would pass; the pair is named.
     make_pair_folder(tmp_path, [f"{i}.wav" for i in range(6)], seconds=2.0)
     pairs = pairs_of(tmp_path)
-    bad = data_module.AudioPair(pairs[3].name, pairs[3].noisy, pairs[4].clean)
+    bad = AudioPair(pairs[3].name, pairs[3].noisy, pairs[4].clean)
     dataset = PairedDataset([*pairs[:3], bad, *pairs[4:]], segment_seconds=1.0, train=False)
     with pytest.raises(UserError) as exc:
         check_alignment(dataset)

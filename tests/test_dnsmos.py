@@ -16,7 +16,8 @@ import pytest
 from common.audio import SAMPLE_RATE, audio_info, list_audio, load_audio, resample, write_audio
 from common.dnsmos import SPEECHMOS_KEYS, dnsmos
 from common.errors import UserError
-from common.metrics import DNSMOS_METRICS, METRIC_NAMES, EvalItem, MetricError, evaluate_pairs
+from common.evaluation import EvalItem, evaluate_pairs
+from common.metrics import DNSMOS_METRICS, METRIC_NAMES, MetricError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "lite-v2.pt"

@@ -134,7 +134,7 @@ def per_file_reference(enhancer, src: Path) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["ckpt", "onnx"])
 def test_a_folder_run_writes_exactly_what_enhancing_each_file_alone_gives(tmp_path, ckpt, backend):
     from common.enhance import load_enhancer
-    from common.export import load_onnx_enhancer
+    from common.onnx_backend import load_onnx_enhancer
 
     src = short_files(tmp_path / "in", 9)
     if backend == "onnx":

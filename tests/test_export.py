@@ -16,16 +16,9 @@ from train_helpers import save_model_checkpoint
 from common.audio import list_audio, load_audio
 from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
-from common.export import (
-    OnnxBackend,
-    benchmark_variants,
-    export_onnx,
-    format_variant_table,
-    load_onnx_enhancer,
-    quantize_torch_int8,
-    torch_model_bytes,
-)
+from common.export import export_onnx, quantize_torch_int8
 from common.models import build_model
+from common.onnx_backend import OnnxBackend, load_onnx_enhancer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +68,8 @@ def test_onnx_int8_is_smaller_and_close_to_fp32(exported, shared_data):
 
 
 def test_torch_dynamic_int8_quantizes_linear_and_gru(lite_ckpt):
+    from scripts.bench_export import torch_model_bytes
+
     model, cfg = load_model(lite_ckpt)
     q = quantize_torch_int8(model)
     kinds = {type(m).__module__ for m in q.modules()}
@@ -104,7 +99,7 @@ import sys
 for blocked in ("common.models", "common.checkpoint", "common.train"):
     sys.modules[blocked] = None  # any import of them raises ImportError
 from common.audio import load_audio, write_audio
-from common.export import load_onnx_enhancer
+from common.onnx_backend import load_onnx_enhancer
 wav = load_audio({str(noisy)!r})
 write_audio({str(out)!r}, load_onnx_enhancer({str(exported["int8"])!r}).enhance(wav, 16000))
 print(len(wav))
@@ -163,7 +158,8 @@ def test_export_command_errors_are_one_line(argv, message, capsys):
 
 
 def test_benchmark_table_on_a_real_pair(lite_ckpt, shared_data, tmp_path):
-    from common.data import discover_pairs
+    from common.pairs import discover_pairs
+    from scripts.bench_export import benchmark_variants, format_variant_table
 
     root = shared_data / "pairs" / "pesq_babble0db"
     pairs = discover_pairs(root / "noisy", root / "clean")

@@ -12,17 +12,15 @@ from pystoi import stoi as pystoi_reference
 
 from common.audio import write_audio
 from common.cli import main
+from common.evaluation import EvalItem, evaluate_pairs, write_results
 from common.metrics import (
     METRIC_NAMES,
     PESQ_WB_MAX,
-    EvalItem,
     MetricError,
-    evaluate_pairs,
     metrics_self_check,
     score,
     si_sdr,
     stoi_estoi,
-    write_results,
 )
 
 SR = 16000

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common.data import discover_pairs
 from common.errors import UserError
 from common.mixing import (
     MixConfig,
@@ -21,6 +20,7 @@ from common.mixing import (
     real_corpus_splits,
     speaker_of,
 )
+from common.pairs import discover_pairs
 
 SR = 16000
 

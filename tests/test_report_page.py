@@ -17,15 +17,14 @@ import numpy as np
 import pytest
 
 from common.metrics import METRIC_NAMES
-from common.report import (
+from common.report.compare import (
     choose_baseline,
     compare_to_noisy,
     compare_to_run,
     config_differences,
-    left_out_html,
-    load_local_run,
-    load_runs,
 )
+from common.report.runs import load_local_run, load_runs
+from common.report.tables import left_out_html
 from common.stats import CI_LEVEL, bootstrap_ci, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]

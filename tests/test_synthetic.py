@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common.data import PairedDataset, check_alignment, prepare_kaggle_data
+from common.alignment import check_alignment
 from common.errors import UserError
+from common.kaggle_data import prepare_kaggle_data
+from common.paired_dataset import PairedDataset
 from common.synthetic import (
     SYNTHETIC_NOISE_TYPES,
     SyntheticConfig,

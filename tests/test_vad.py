@@ -143,7 +143,7 @@ def test_speech_aware_row_measures_residual_noise(speech_clip: np.ndarray):
 
 
 def test_evaluate_speech_aware_on_real_pairs(shared_data: Path):
-    from common.data import discover_pairs
+    from common.pairs import discover_pairs
 
     root = shared_data / "pairs" / "pesq_babble0db"
     pairs = discover_pairs(root / "noisy", root / "clean")

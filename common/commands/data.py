@@ -8,19 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.alignment import ALIGNED_CORRELATION, PAIR_MIN_CORRELATION, check_alignment
 from common.checks import number_arg, path_arg, seed_arg, whole_arg
-from common.data import (
-    ALIGNED_CORRELATION,
-    PAIR_MIN_CORRELATION,
-    AudioPair,
-    PairedDataset,
-    check_alignment,
-    discover_pairs,
-    find_pair_dirs,
-    prepare_kaggle_data,
-)
 from common.errors import UserError
+from common.kaggle_data import prepare_kaggle_data
 from common.mixing import make_paired_corpus, make_testset, real_corpus_splits
+from common.paired_dataset import PairedDataset
+from common.pairs import AudioPair, discover_pairs, find_pair_dirs
 
 MAX_PAIRS = 10**6  # far above any corpus the commands make or check
 MAX_SEGMENT_SECONDS = 600.0

@@ -35,7 +35,7 @@ def _make_enhancer(args: argparse.Namespace):
         if args.streaming:
             raise UserError("--streaming needs --ckpt: an ONNX graph has no frame-by-frame state")
         # onnxruntime and the shared waveform path only: no model code is imported here.
-        from common.export import load_onnx_enhancer
+        from common.onnx_backend import load_onnx_enhancer
 
         return load_onnx_enhancer(args.onnx, chunk_seconds=args.chunk_seconds)
     if args.streaming:

@@ -32,9 +32,9 @@ import numpy as np
 
 from common.audio import SAMPLE_RATE, list_audio, load_audio
 from common.checks import path_arg, whole_arg
-from common.data import audio_root, discover_pairs, find_pair_dirs
 from common.errors import UserError
-from common.metrics import EvalItem, evaluate_pairs, summary_table, write_results
+from common.evaluation import EvalItem, evaluate_pairs, summary_table, write_results
+from common.pairs import audio_root, discover_pairs, find_pair_dirs
 from common.progress import progress as progress_bar
 from common.stats import headline
 
@@ -47,7 +47,7 @@ def path_type(text: str) -> Path:
 
 
 def _stem_key(relative: str | Path) -> str:
-    # Same pairing rule as common.data: relative path without the suffix.
+    # Same pairing rule as common.pairs: relative path without the suffix.
     return Path(relative).with_suffix("").as_posix()
 
 
@@ -191,7 +191,7 @@ def write_run_summary(args: argparse.Namespace, summary: dict, seconds: float) -
     from common.atomic import atomic_write
     from common.checkpoint import json_safe
     from common.experiment import checkpoint_overview, git_commit
-    from common.report import sha256_file
+    from common.provenance import sha256_file
 
     o = checkpoint_overview(args.ckpt)
     config = o["config"] if isinstance(o.get("config"), dict) else {}

@@ -17,8 +17,9 @@ from common.errors import UserError
 
 def _run_export(args: argparse.Namespace) -> int:
     from common.enhance import load_model, prepare_output_folder
-    from common.export import ONNX_OPSET, OnnxBackend, check_opset, export_onnx
+    from common.export import ONNX_OPSET, check_opset, export_onnx
     from common.models import count_parameters
+    from common.onnx_backend import OnnxBackend
 
     opset = check_opset(ONNX_OPSET if args.opset is None else args.opset)  # before any tracing
     out = Path(args.out)

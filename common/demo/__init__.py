@@ -38,9 +38,10 @@ from common.checks import (
 )
 from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
-from common.export import export_onnx, load_onnx_enhancer
+from common.export import export_onnx
 from common.metrics import MetricError, score
 from common.models import count_parameters
+from common.onnx_backend import load_onnx_enhancer
 from common.plots import plot_spectrograms
 from common.vad import GateConfig, apply_vad_gate, detect_speech, gate_gain, plot_vad
 
