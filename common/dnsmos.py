@@ -26,7 +26,8 @@ import numpy as np
 
 from common.audio import SAMPLE_RATE, resample
 from common.errors import UserError
-from common.metrics import DNSMOS_METRICS, MetricError, scorable
+from common.metric_names import DNSMOS_METRICS
+from common.metrics import MetricError, scorable
 
 DNSMOS_REQUIREMENTS = "'speechmos>=0.0.1.1,<0.0.2' 'onnxruntime>=1.18,<2' 'librosa>=0.10,<1'"
 DNSMOS_INSTALL_HINT = (

@@ -17,7 +17,8 @@ from common.audio import SAMPLE_RATE, audio_info, list_audio, load_audio, resamp
 from common.dnsmos import SPEECHMOS_KEYS, dnsmos
 from common.errors import UserError
 from common.evaluation import EvalItem, evaluate_pairs
-from common.metrics import DNSMOS_METRICS, METRIC_NAMES, MetricError
+from common.metric_names import DNSMOS_METRICS, METRIC_NAMES
+from common.metrics import MetricError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "lite-v2.pt"

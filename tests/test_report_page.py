@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.metrics import METRIC_NAMES
+from common.metric_names import METRIC_NAMES
 from common.report.compare import (
     choose_baseline,
     compare_to_noisy,

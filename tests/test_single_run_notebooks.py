@@ -16,7 +16,7 @@ from builders.build import REPO
 from builders.smoke import SMOKE_DIR, smoke_names
 from common.config import recipe_names
 from common.examples import choose_examples
-from common.metrics import METRIC_NAMES
+from common.metric_names import METRIC_NAMES
 
 TRAINING = [n for n in smoke_names(REPO) if n in recipe_names()]
 EVALUATING = [*TRAINING, "evaluate"]

@@ -20,7 +20,7 @@ from builders.smoke import (
     smoke_parameters,
 )
 from common.errors import UserError
-from common.metrics import ALL_METRICS, METRIC_NAMES
+from common.metric_names import ALL_METRICS, METRIC_NAMES
 
 
 @pytest.fixture(scope="module")
