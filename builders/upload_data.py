@@ -10,7 +10,7 @@ until the whole folder passes one check, with a progress bar:
 - sample rate and channels: training resamples and mixes down on every read, so other rates
   and stereo are warnings (slower training), not errors;
 - MANIFEST.csv lists every file, and every row under speech/ or noise/ names a file that is there;
-- licences: non-commercial files (common.mixing.is_noncommercial) are left out, and counted,
+- licences: non-commercial files (common.corpus.is_noncommercial) are left out, and counted,
   unless `--include-nc` (INCLUDE_NC=1);
 - enough speakers and noise recordings for the speaker-disjoint train/val/test split.
 
@@ -59,7 +59,7 @@ DATASET_LICENSE = "other"
 # `kaggle datasets create` refuses slugs outside 6-50 characters; Kaggle's slugs are lower case.
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 SLUG_LENGTH = (6, 50)
-# The speaker-disjoint split (common.mixing.assign_splits) needs one group per split.
+# The speaker-disjoint split (common.corpus.assign_splits) needs one group per split.
 MIN_GROUPS = 3
 EXAMPLES_PER_WARNING = 5  # files named in one grouped warning line
 HASH_CHUNK = 1 << 20
@@ -175,8 +175,7 @@ def _manifest_columns(path: Path) -> list[str]:
 
 def _inspect(item: AudioFile) -> AudioFile:
     """Hash the bytes and decode the whole file (common.audio); problems are kept, not raised."""
-    from common.audio import AudioError, audio_info, load_audio
-    from common.mixing import SILENCE_RMS
+    from common.audio import SILENCE_RMS, AudioError, audio_info, load_audio
 
     try:
         item.sha256, item.size = sha256_file(item.path), item.path.stat().st_size
@@ -209,7 +208,7 @@ def check_folder(folder: str | Path, include_nc: bool = False, workers: int = 1)
     from tqdm import tqdm
 
     from common.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, list_audio
-    from common.mixing import is_noncommercial, read_manifest, speaker_of
+    from common.corpus import is_noncommercial, read_manifest, speaker_of
 
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():

@@ -48,6 +48,11 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
         raise _open_error(path, exc) from None
 
 
+# About -100 dBFS, below 16-bit quantisation: digital silence. Nothing to score, and no SNR can be
+# set against it.
+SILENCE_RMS = 1e-5
+
+
 def frames_at_rate(info: sf._SoundFileInfo, sr: int) -> int:
     """Length in samples at `sr` of a file whose header is `info` (from `audio_info`)."""
     return int(info.frames) if info.samplerate == sr else int(info.frames * sr / info.samplerate)

@@ -26,13 +26,11 @@ from pystoi.stoi import NFFT as STOI_NFFT
 from pystoi.stoi import OBM as STOI_OCTAVE_BANDS
 from pystoi.stoi import N as STOI_SEGMENT_FRAMES
 
-from common.audio import SAMPLE_RATE, resample
+from common.audio import SAMPLE_RATE, SILENCE_RMS, resample
 from common.errors import UserError
 from common.metric_names import METRIC_NAMES
 
 PESQ_WB_MAX = 4.644  # PESQ-wb of a signal scored against itself
-# About -100 dBFS: below 16-bit quantisation, there is nothing to score.
-SILENCE_RMS = 1e-5
 # SI-SDR is +-inf for an exact copy / an orthogonal estimate; clamp the energy ratio at +-150 dB.
 SI_SDR_LIMIT_RATIO = 1e-15
 

@@ -1,15 +1,12 @@
-"""Noisy speech mixed on the fly from clean-speech and noise folders, with leak-free splits.
+"""Noisy speech mixed on the fly from clean-speech and noise files: the mixing itself and the
+dataset that draws reproducible mixtures (`MixingDataset`).
 
-Models are judged on unseen speakers and noises, so the train / validation / test split is by
-SPEAKER for speech and by recording for noise, decided by a hash of the speaker or file name:
-the same on every machine (never Python's salted `hash()`).
+Which files each split gets (by speaker for speech, by recording for noise) is
+`common.corpus`'s job; fixed mixtures written to disk are `common.fixed_mixtures`'.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,36 +16,14 @@ import torch
 
 from common.audio import (
     SAMPLE_RATE,
+    SILENCE_RMS,
     AudioError,
     audio_info,
     frames_at_rate,
-    list_audio,
     load_audio,
     read_segment,
-    write_audio,
 )
 from common.errors import UserError
-
-SPLIT_NAMES = ("train", "val", "test")
-# RMS below this (-100 dBFS) is digital silence: no SNR can be defined against it.
-SILENCE_RMS = 1e-5
-# Files whose licence forbids training a model that ships (see ../shared/data/README.md).
-NONCOMMERCIAL_LICENSE = re.compile(r"BY-NC|non-?commercial", re.IGNORECASE)
-NONCOMMERCIAL_PREFIXES = (
-    "noise/esc50/",  # ESC-50: CC BY-NC 3.0
-    "pairs/vbd_train_p287/",  # the p287 pairs' repository: CC BY-NC 4.0
-    "noise/vbd_train_residual/",  # derived from those p287 pairs (noisy - clean)
-    "speech/vcc2016/",  # VCC 2016: treat as non-commercial (README)
-)
-# Speaker from the file name, in the MANIFEST's spelling, where the corpus convention shows it.
-SPEAKER_PATTERNS = (
-    (re.compile(r"^(\d+)-\d+-\d+$"), "libri{}"),  # LibriSpeech: speaker-chapter-utterance
-    (re.compile(r"^(p\d{3})_\d+$"), "{}"),  # VCTK / VoiceBank
-    (re.compile(r"^cmu_arctic_us_([a-z]+)_[ab]\d+$"), "arctic_{}"),
-    (re.compile(r"^([a-z]+)_arctic_[ab]\d+$"), "arctic_{}"),
-    (re.compile(r"^([ST][FM]\d)_\d+$"), "vcc2016_{}"),
-    (re.compile(r"^LJ\d{3}-\d{4}$"), "ljspeech"),
-)
 
 
 @dataclass
@@ -81,15 +56,8 @@ class MixConfig:
             raise UserError(f"MixConfig.segment_seconds={self.segment_seconds}: must be positive")
 
 
-@dataclass
-class CorpusSplit:
-    """The speech and noise files of one split."""
-
-    speech: list[Path] = field(default_factory=list)
-    noise: list[Path] = field(default_factory=list)
-
-
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square (0 for an empty signal)."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
@@ -107,14 +75,15 @@ def mix_at_snr(
     if p_clean < SILENCE_RMS**2 or p_noise < SILENCE_RMS**2:
         raise UserError("mix_at_snr: clean or noise is silent; an SNR cannot be set")
     noisy = clean + noise * np.sqrt(p_clean / p_noise / 10 ** (snr_db / 10))
-    gain = 10 ** (level_db / 20) / _rms(noisy)
+    gain = 10 ** (level_db / 20) / rms(noisy)
     peak = np.max(np.abs(noisy)) * gain
     if peak > 0.99:  # never clip: scale noisy and clean together
         gain *= 0.99 / peak
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32), float(gain)
 
 
-def _loop_to(wav: np.ndarray, frames: int, offset: int) -> np.ndarray:
+def loop_to(wav: np.ndarray, frames: int, offset: int) -> np.ndarray:
+    """`frames` samples of `wav` repeated end to end, starting at `offset`."""
     reps = -(-(frames + offset) // len(wav))
     return np.tile(wav, reps)[offset : offset + frames]
 
@@ -186,7 +155,7 @@ class MixingDataset(torch.utils.data.Dataset):
     def _is_silent_file(self, path: Path) -> bool:
         if path in self._silent:
             return True
-        if _rms(self._load(path)) < SILENCE_RMS:
+        if rms(self._load(path)) < SILENCE_RMS:
             warnings.warn(f"{path}: silent (no energy), skipped", stacklevel=4)
             self._silent.add(path)
             return True
@@ -223,10 +192,10 @@ class MixingDataset(torch.utils.data.Dataset):
                 wav = self._read(path, start, self.segment)
             elif loop:
                 whole = self._load(path)
-                wav = _loop_to(whole, self.segment, int(u_offset * len(whole)))
+                wav = loop_to(whole, self.segment, int(u_offset * len(whole)))
             else:
                 wav = self._read(path, 0, self.segment)  # zero-padded
-            if _rms(wav) >= SILENCE_RMS:
+            if rms(wav) >= SILENCE_RMS:
                 return path, wav
             # A silent file is remembered and never used again; a silent crop (a long pause)
             # of a file with energy is simply redrawn.
@@ -263,244 +232,10 @@ class MixingDataset(torch.utils.data.Dataset):
         files = []
         for _ in range(int(rng.integers(low, high + 1))):
             path, wav = self._draw(rng, self.speech, self.speech_frames, loop=True)
-            total += wav / max(_rms(wav), SILENCE_RMS)
+            total += wav / max(rms(wav), SILENCE_RMS)
             files.append(path)
         return total.astype(np.float32), files
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.mix_item(index)
         return torch.from_numpy(item.noisy), torch.from_numpy(item.clean)
-
-
-# ---------------------------------------------------------------- splits of a real corpus
-
-
-def read_manifest(data_root: Path) -> dict[str, dict[str, str]]:
-    """MANIFEST.csv rows by relative path ({} when the file is absent)."""
-    path = Path(data_root) / "MANIFEST.csv"
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as f:
-        return {row["path"]: row for row in csv.DictReader(f) if row.get("path")}
-
-
-def speaker_of(rel_path: str, manifest_row: dict[str, str] | None = None) -> str:
-    """Speaker id of a speech file: MANIFEST's `speaker ...` note, else the corpus naming
-    convention, else its folder (files of one folder are then kept together, the safe side)."""
-    if manifest_row:
-        if manifest_row.get("speaker"):
-            return manifest_row["speaker"]
-        found = re.search(r"\bspeaker (\S+)", manifest_row.get("license_note", ""))
-        if found:
-            return found.group(1)
-    stem = Path(rel_path).stem
-    for pattern, template in SPEAKER_PATTERNS:
-        match = pattern.match(stem)
-        if match:
-            return template.format(*match.groups())
-    prefix = re.match(r"^(spk\d+)_", stem)
-    parent = Path(rel_path).parent.as_posix()
-    return f"{parent}/{prefix.group(1)}" if prefix else parent
-
-
-def is_noncommercial(rel_path: str, manifest_row: dict[str, str] | None = None) -> bool:
-    """True for files that must not train a model that ships (ESC-50, p287, vcc2016)."""
-    if rel_path.startswith(NONCOMMERCIAL_PREFIXES):
-        return True
-    return bool(manifest_row and NONCOMMERCIAL_LICENSE.search(manifest_row.get("license_note", "")))
-
-
-def stable_rank(key: str, seed: int) -> str:
-    return hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()
-
-
-def assign_splits(
-    groups: dict[str, list[Path]], seed: int = 0, fractions: tuple[float, float] = (0.1, 0.1)
-) -> dict[str, list[Path]]:
-    """Whole groups to "train" / "val" / "test": groups ordered by a hash of (seed, name), the
-    first `fractions[1]` of them to test, the next `fractions[0]` to val (at least one group
-    each when there are three or more), the rest to train."""
-    ordered = sorted(groups, key=lambda g: stable_rank(g, seed))
-    n = len(ordered)
-    n_val, n_test = (int(round(n * f)) for f in fractions)
-    if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
-    out: dict[str, list[Path]] = {name: [] for name in SPLIT_NAMES}
-    for i, group in enumerate(ordered):
-        split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-        out[split].extend(groups[group])
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def real_corpus_splits(
-    data_root: Path, seed: int = 0, exclude_noncommercial: bool = False
-) -> dict[str, CorpusSplit]:
-    """Speech (by speaker) and noise (by recording) of `data_root`/speech and /noise, split
-    80/10/10 into "train", "val", "test" with no speaker or recording in two splits."""
-    data_root = Path(data_root)
-    manifest = read_manifest(data_root)
-    groups: dict[str, dict[str, list[Path]]] = {"speech": {}, "noise": {}}
-    for kind in groups:
-        folder = data_root / kind
-        if not folder.is_dir():
-            raise UserError(f"{folder}: folder not found; the data root needs speech/ and noise/")
-        files = list_audio(folder)
-        if not files:
-            raise UserError(f"{folder}: no .wav/.flac files; check the data root")
-        for path in files:
-            rel = path.relative_to(data_root).as_posix()
-            row = manifest.get(rel)
-            if exclude_noncommercial and is_noncommercial(rel, row):
-                continue
-            # Noise: each file is its own recording.
-            key = speaker_of(rel, row) if kind == "speech" else rel
-            groups[kind].setdefault(key, []).append(path)
-    speech = assign_splits(groups["speech"], seed)
-    noise = assign_splits(groups["noise"], seed)
-    for split in SPLIT_NAMES:
-        if not speech[split] or not noise[split]:
-            raise UserError(
-                f"{data_root}: too few speakers or noise recordings to fill the {split} split; "
-                "add data (at least 3 speakers and 3 noise files)"
-            )
-    return {s: CorpusSplit(speech=speech[s], noise=noise[s]) for s in SPLIT_NAMES}
-
-
-# ---------------------------------------------------------------- a fixed test set on disk
-
-
-def make_testset(
-    data_root: Path,
-    out_dir: Path,
-    n_items: int = 48,
-    snrs: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0),
-    seed: int = 0,
-    exclude_noncommercial: bool = False,
-    level_db: tuple[float, float] = (-35.0, -15.0),
-) -> Path:
-    """Write `out_dir`/noisy and /clean (same file names) plus testset.csv from the test split.
-
-    Whole utterances (not crops), each test-split speech file used in turn; noise is looped or
-    cropped to the utterance; the SNRs cycle through `snrs`. Same output for the same inputs.
-    """
-    if n_items < 1:
-        raise UserError(f"n_items={n_items}: must be at least 1")
-    split = real_corpus_splits(data_root, seed, exclude_noncommercial)["test"]
-    out_dir = Path(out_dir)
-    rows = _write_mixtures(
-        data_root,
-        split,
-        out_dir / "noisy",
-        out_dir / "clean",
-        n_items,
-        lambda i, rng: float(snrs[i % len(snrs)]),
-        level_db,
-        np.random.default_rng(seed),
-    )
-    _write_csv(out_dir / "testset.csv", rows)
-    return out_dir
-
-
-def make_paired_corpus(
-    data_root: Path,
-    out_dir: Path,
-    snr_db: tuple[float, float] = (5.0, 20.0),
-    seed: int = 0,
-    exclude_noncommercial: bool = True,
-    level_db: tuple[float, float] = (-35.0, -15.0),
-) -> Path:
-    """A fixed paired corpus made the way the team's public dataset was (each utterance once,
-    with one noise at an SNR drawn from `snr_db`), in its layout: `train/` + `y_train/` from the
-    training and validation speakers and noises, `test/` + `y_test/` from the test split (the
-    speakers and noises `make_testset` uses), and pairs.csv. Same output for the same inputs."""
-    splits = real_corpus_splits(data_root, seed, exclude_noncommercial)
-    out_dir = Path(out_dir)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for noisy_name, clean_name, split in (
-        ("train", "y_train", CorpusSplit(
-            splits["train"].speech + splits["val"].speech,
-            splits["train"].noise + splits["val"].noise,
-        )),
-        ("test", "y_test", splits["test"]),
-    ):  # fmt: skip
-        written = _write_mixtures(
-            data_root,
-            split,
-            out_dir / noisy_name,
-            out_dir / clean_name,
-            len(split.speech),
-            lambda i, rng: float(rng.uniform(*snr_db)),
-            level_db,
-            rng,
-            each_once=True,
-        )
-        rows += [{"split": noisy_name, **row} for row in written]
-    _write_csv(out_dir / "pairs.csv", rows)
-    return out_dir
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _write_mixtures(
-    data_root: Path,
-    split: CorpusSplit,
-    noisy_dir: Path,
-    clean_dir: Path,
-    n_items: int,
-    snr_of,
-    level_db: tuple[float, float],
-    rng: np.random.Generator,
-    each_once: bool = False,
-) -> list[dict]:
-    """Whole utterances of `split` (in a seeded order) mixed with a looped or cropped noise of
-    `split`, SNR `snr_of(i, rng)`; written as same-named noisy/clean files. `each_once`: at most
-    one mixture per utterance (fewer than `n_items` when some are silent or unreadable)."""
-    speech_order = rng.permutation(len(split.speech))
-    rows = []
-    i = attempts = 0
-    while len(rows) < n_items:
-        if each_once and i >= len(split.speech):
-            break
-        attempts += 1
-        if attempts > 4 * n_items + len(split.speech):
-            raise UserError(f"{data_root}: too many silent or unreadable files in the test split")
-        speech_path = split.speech[speech_order[i % len(split.speech)]]
-        i += 1
-        noise_path = split.noise[int(rng.integers(len(split.noise)))]
-        snr = snr_of(len(rows), rng)
-        level = float(rng.uniform(*level_db))
-        try:
-            speech = load_audio(speech_path, warn=True)
-            noise = load_audio(noise_path, warn=True)
-        except AudioError as exc:
-            warnings.warn(f"{exc}; skipped", stacklevel=2)
-            continue
-        if _rms(speech) < SILENCE_RMS or _rms(noise) < SILENCE_RMS:
-            warnings.warn(f"{speech_path} or {noise_path}: silent, skipped", stacklevel=2)
-            continue
-        noise = _loop_to(noise, len(speech), int(rng.integers(len(noise))))
-        noisy, clean, _ = mix_at_snr(speech, noise, snr, level)
-        name = f"{len(rows):04d}_{speech_path.stem}_snr{snr:g}.wav"
-        if each_once:  # the speaker stays readable in the name (common.remix.pair_group)
-            name = f"{speech_path.stem}.wav"
-            if (clean_dir / name).exists():  # the same stem in two speech folders
-                name = f"{speech_path.parent.name}_{name}"
-        write_audio(noisy_dir / name, noisy)
-        write_audio(clean_dir / name, clean)
-        rows.append(
-            {
-                "name": name,
-                "speech_file": speech_path.relative_to(data_root).as_posix(),
-                "noise_file": noise_path.relative_to(data_root).as_posix(),
-                "snr_db": f"{snr:g}" if not each_once else f"{snr:.2f}",
-                "level_db": f"{level:.2f}",
-                "seconds": f"{len(clean) / SAMPLE_RATE:.3f}",
-            }
-        )
-    return rows

@@ -1,19 +1,23 @@
 """Figures the notebooks and reports show: training curves, spectrograms, metric distributions,
-attention maps. Each function returns the figure and saves it when given a path."""
+attention maps, the VAD timeline. Each function returns the figure and saves it when given a path."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from common.audio import stft
+from common.audio import SAMPLE_RATE, stft
 from common.config import StftConfig
 from common.metric_names import METRIC_LABELS
+
+if TYPE_CHECKING:
+    from common.vad import VadResult
 
 MAX_PANELS_PER_ROW = 4  # metric figures: PESQ/STOI/ESTOI/SI-SDR on one row, DNSMOS on the next
 
@@ -29,7 +33,8 @@ def _metric_axes(n: int, width: float, height: float) -> tuple[plt.Figure, list[
     return fig, flat
 
 
-def _save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+def save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    """Save `fig` at `path` (folders made) when a path is given; return it."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -59,10 +64,11 @@ def plot_training_curves(
         if len(keys) > 1:
             ax.legend()
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
-def _db_spectrogram(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
+def db_spectrogram(wav: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """|STFT| of `wav` in dB, (freq, frames)."""
     spec = stft(torch.as_tensor(np.asarray(wav, dtype=np.float32)), cfg).abs().numpy()
     return 20 * np.log10(spec + 1e-8)
 
@@ -76,7 +82,7 @@ def plot_spectrograms(
 ) -> plt.Figure:
     """Side-by-side log spectrograms on one colour scale, e.g. {"noisy", "enhanced", "clean"}."""
     cfg = cfg or StftConfig()
-    specs = {k: _db_spectrogram(v, cfg) for k, v in signals.items()}
+    specs = {k: db_spectrogram(v, cfg) for k, v in signals.items()}
     vmax = max(float(s.max()) for s in specs.values())
     # Constrained layout keeps the title clear of the panels' titles and the colour bar.
     fig, axes = plt.subplots(
@@ -104,7 +110,7 @@ def plot_spectrograms(
     fig.colorbar(im, ax=axes[0].tolist(), label="dB", shrink=0.9)
     if title:
         fig.suptitle(title)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metric_distributions(
@@ -132,7 +138,7 @@ def plot_metric_distributions(
     if metrics:
         axes[0].legend()
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _is_finite(value: object) -> bool:
@@ -162,7 +168,7 @@ def plot_attention_maps(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metric_table(
@@ -179,4 +185,67 @@ def plot_metric_table(
         ax.set_title(METRIC_LABELS[m])
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
+
+
+def plot_vad(
+    signals: Mapping[str, np.ndarray] | np.ndarray,
+    vad: VadResult | None = None,
+    sr: int = SAMPLE_RATE,
+    gain: np.ndarray | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Spectrogram of each signal with the VAD timeline on top: speech probability per frame,
+    detected segments shaded, and the gate gain when given. The VAD is computed on the first
+    signal when not given."""
+    from common.vad import detect_speech
+
+    if isinstance(signals, np.ndarray):
+        signals = {"audio": signals}
+    first = next(iter(signals.values()))
+    vad = vad or detect_speech(first, sr)
+    cfg = StftConfig(sample_rate=sr)
+    fig, axes = plt.subplots(
+        len(signals), 1, figsize=(10, 2.6 * len(signals)), squeeze=False, sharex=True
+    )
+    specs = {k: db_spectrogram(v, cfg) for k, v in signals.items()}
+    vmax = max(float(s.max()) for s in specs.values())
+    frame_t = (np.arange(len(vad.probs)) + 0.5) * vad.frame_seconds
+    for ax, (name, spec) in zip(axes[:, 0], specs.items()):
+        dur = len(signals[name]) / sr
+        ax.imshow(
+            spec,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=vmax - 80,
+            vmax=vmax,
+            extent=(0, dur, 0, sr / 2000),
+        )
+        ax.set_ylabel(f"{name}\nkHz")
+        top = ax.twinx()
+        for i, (start, end) in enumerate(vad.segments_seconds()):
+            top.plot(
+                [start, end],
+                [1.07, 1.07],
+                color="lime",
+                lw=5,
+                solid_capstyle="butt",
+                label="speech segment" if i == 0 else None,
+            )
+        top.plot(frame_t, vad.probs, color="cyan", lw=1.2, label="speech probability")
+        if gain is not None:
+            t = np.arange(len(gain)) / sr
+            step = max(1, len(gain) // 4000)
+            top.plot(t[::step], gain[::step], color="yellow", lw=1.0, ls="--", label="gate gain")
+        top.set_ylim(0, 1.1)
+        top.set_ylabel("p(speech)")
+    axes[0, 0].set_title(
+        title or f"VAD: {vad.speech_fraction:.0%} speech, {len(vad.segments)} segments"
+    )
+    axes[-1, 0].set_xlabel("time (s)")
+    handles, labels = top.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return save_figure(fig, path)

@@ -34,15 +34,10 @@ import numpy as np
 
 from common.alignment import PAIR_MIN_CORRELATION, pair_correlation
 from common.atomic import atomic_write
-from common.audio import SAMPLE_RATE, AudioError, load_audio, read_segment
+from common.audio import SAMPLE_RATE, SILENCE_RMS, AudioError, load_audio, read_segment
+from common.corpus import SPEAKER_PATTERNS, stable_rank
 from common.errors import UserError
-from common.mixing import (
-    SILENCE_RMS,
-    SPEAKER_PATTERNS,
-    MixConfig,
-    MixingDataset,
-    stable_rank,
-)
+from common.mixing import MixConfig, MixingDataset
 from common.pairs import AudioPair
 from common.progress import progress as progress_bar
 

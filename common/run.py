@@ -25,12 +25,14 @@ from torch.utils.data import Dataset
 from common.alignment import check_alignment
 from common.checks import number
 from common.config import RunConfig, coerce_setting, config_dict
+from common.corpus import real_corpus_splits
 from common.distributed import launch_processes
 from common.errors import UserError
+from common.fixed_mixtures import make_testset
 from common.kaggle_data import find_kaggle_items, prepare_kaggle_data
 from common.kaggle_paths import KAGGLE_INPUT
 from common.losses import EnhancementLoss
-from common.mixing import MixConfig, MixingDataset, make_testset, real_corpus_splits
+from common.mixing import MixConfig, MixingDataset
 from common.models import MODEL_REGISTRY, build_model, model_names
 from common.paired_dataset import PairedDataset
 from common.pairs import AudioPair, discover_pairs, find_pair_dirs, split_pairs, validation_count

@@ -58,7 +58,8 @@ enhanced, result = evaluate_checkpoint(run, data)
 
 # %%
 from common.enhance import load_enhancer
-from common.vad import GateConfig, evaluate_speech_aware, format_speech_aware_table
+from common.speech_aware import evaluate_speech_aware, format_speech_aware_table
+from common.vad import GateConfig
 
 enhancer = load_enhancer(run.ckpt, device=run.env.device)
 speech_aware = evaluate_speech_aware(data.test, enhancer.enhance, GateConfig(floor_db=vad_floor_db))
@@ -69,7 +70,9 @@ print(format_speech_aware_table(speech_aware.summary))
 
 # %%
 from common.audio import SAMPLE_RATE
-from common.vad import apply_vad_gate, detect_speech, gate_gain, plot_vad
+from common.plots import plot_vad
+from common.vad import detect_speech
+from common.vad_gate import apply_vad_gate, gate_gain
 
 example = enhanced.items[0]
 vad = detect_speech(example.noisy, SAMPLE_RATE)

@@ -4,7 +4,7 @@
     python -m scripts.gpu_data unpack --src .devdata --out /tmp/data
 
 `pack` takes the *training* split of `--data` (speakers and noise recordings as
-`common.mixing.real_corpus_splits` assigns them here, non-commercial files left out) and stores
+`common.corpus.real_corpus_splits` assigns them here, non-commercial files left out) and stores
 each file as Ogg Vorbis (about a third of the FLAC's size) with MANIFEST.csv's rows for them.
 `unpack` decodes them back to 16 kHz FLAC under the same relative paths. The GPU run then splits
 what it has again (80/10/10), so none of this machine's validation or test speakers and noises is
@@ -26,8 +26,8 @@ import soundfile as sf
 
 from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, load_audio
+from common.corpus import real_corpus_splits
 from common.errors import UserError
-from common.mixing import real_corpus_splits
 
 QUALITY = {"speech": 0.5, "noise": 0.3}  # Vorbis quality 0..1; noise tolerates more loss
 

@@ -182,7 +182,8 @@ def test_onnx_and_vad_gate_through_enhance_path_on_real_noisy_files(
     import soundfile as sf
 
     from common.enhance import enhance_path
-    from common.vad import GateConfig, VadGatedEnhancer
+    from common.vad import GateConfig
+    from common.vad_gate import VadGatedEnhancer
 
     src = shared_data / "noisy_only"
     enhancer = VadGatedEnhancer(load_onnx_enhancer(exported["int8"]), GateConfig(floor_db=-20.0))
@@ -196,7 +197,7 @@ def test_onnx_and_vad_gate_through_enhance_path_on_real_noisy_files(
 
 
 def test_stereo_stays_stereo(exported):
-    from common.vad import VadGatedEnhancer
+    from common.vad_gate import VadGatedEnhancer
 
     rng = np.random.default_rng(3)
     stereo = (0.1 * rng.standard_normal((16000, 2))).astype(np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from builders.smoke import SmokeConfig, smoke_parameters
-from common.mixing import real_corpus_splits
+from common.corpus import real_corpus_splits
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000

@@ -17,7 +17,8 @@ from scipy.signal import correlate, lfilter
 from common.audio import SAMPLE_RATE, load_audio, write_audio
 from common.config import apply_overrides, load_recipe
 from common.errors import UserError
-from common.mixing import MixConfig, make_paired_corpus
+from common.fixed_mixtures import make_paired_corpus
+from common.mixing import MixConfig
 from common.pairs import AudioPair
 from common.remix import (
     LEFT_OUT_REASONS,

@@ -348,10 +348,11 @@ def test_lite_learns_on_real_mixtures_in_a_minute(tmp_path, shared_data):
     import numpy as np
 
     from common.config import LossConfig, StftConfig
+    from common.corpus import real_corpus_splits
     from common.enhance import load_enhancer
     from common.losses import EnhancementLoss
     from common.metrics import si_sdr
-    from common.mixing import MixConfig, MixingDataset, real_corpus_splits
+    from common.mixing import MixConfig, MixingDataset
     from common.models import build_model
     from common.train import seed_everything
 

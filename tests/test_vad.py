@@ -9,19 +9,15 @@ import pytest
 import torch
 
 from common.errors import UserError
-from common.vad import (
-    GateConfig,
-    VadResult,
-    apply_vad_gate,
-    detect_speech,
+from common.plots import plot_vad
+from common.speech_aware import (
     evaluate_speech_aware,
     format_speech_aware_table,
-    gate_gain,
     level_db,
-    load_vad_model,
-    plot_vad,
     speech_aware_row,
 )
+from common.vad import GateConfig, VadResult, detect_speech, load_vad_model
+from common.vad_gate import apply_vad_gate, gate_gain
 
 SR = 16000
 

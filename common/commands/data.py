@@ -10,9 +10,10 @@ import numpy as np
 
 from common.alignment import ALIGNED_CORRELATION, PAIR_MIN_CORRELATION, check_alignment
 from common.checks import number_arg, path_arg, seed_arg, whole_arg
+from common.corpus import real_corpus_splits
 from common.errors import UserError
+from common.fixed_mixtures import make_paired_corpus, make_testset
 from common.kaggle_data import prepare_kaggle_data
-from common.mixing import make_paired_corpus, make_testset, real_corpus_splits
 from common.paired_dataset import PairedDataset
 from common.pairs import AudioPair, discover_pairs, find_pair_dirs
 

@@ -65,7 +65,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         gate = None
     enhancer = _make_enhancer(args)
     if gate is not None:
-        from common.vad import VadGatedEnhancer
+        from common.vad_gate import VadGatedEnhancer
 
         enhancer = VadGatedEnhancer(enhancer, gate)
     run = enhance_path(

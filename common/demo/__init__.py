@@ -42,8 +42,9 @@ from common.export import export_onnx
 from common.metrics import MetricError, score
 from common.models import count_parameters
 from common.onnx_backend import load_onnx_enhancer
-from common.plots import plot_spectrograms
-from common.vad import GateConfig, apply_vad_gate, detect_speech, gate_gain, plot_vad
+from common.plots import plot_spectrograms, plot_vad
+from common.vad import GateConfig, detect_speech
+from common.vad_gate import apply_vad_gate, gate_gain
 
 DEMO_MODELS = ("PyTorch (fp32)", "ONNX int8")
 DEMO_DEFAULT_CKPT = SHIPPED_CHECKPOINT
