@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import jupytext
@@ -47,7 +46,7 @@ from builders.metadata import (
     write_metadata,
 )
 from common.config import RECIPES_DIR, recipe_kernel, recipe_names
-from common.errors import UserError
+from common.errors import UserError, exit_status
 from common.provenance import git
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,26 +316,27 @@ def main(argv: list[str] | None = None) -> int:
         "--username", help="Kaggle user name for kernel ids (default: KAGGLE_USERNAME)"
     )
     args = parser.parse_args(argv)
-    try:
-        names = args.names or notebook_names()
-        if not names:
-            raise UserError(f"{SOURCES_DIR}/ has no notebook sources (*.py not starting with '_')")
-        for name in names:
-            if name in LOCAL_NOTEBOOKS:  # executed here by `make report`, never pushed
-                print(f"{build_notebook(name, force=args.force).relative_to(REPO)}: local notebook")
-                continue
-            kernel_dir = build_kernel(name, args.username, force=args.force)
-            meta = json.loads((kernel_dir / "kernel-metadata.json").read_text(encoding="utf-8"))
-            nb = json.loads((kernel_dir / f"{name}.ipynb").read_text(encoding="utf-8"))
-            n_lib = len(nb["metadata"][BUILD_KEY]["library"])
-            print(
-                f"{NOTEBOOKS_DIR / name}.ipynb: {len(nb['cells'])} cells, {n_lib} library "
-                f"modules; {KERNELS_DIR / name}/ -> {meta['id']}"
-            )
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if kaggle_username(args.username) is None:
+    return exit_status(lambda: build_all(args.names, args.username, args.force))
+
+
+def build_all(names: list[str], username: str | None, force: bool) -> int:
+    """`python -m builders.build NAMES`: build each notebook (all when none are named)."""
+    names = names or notebook_names()
+    if not names:
+        raise UserError(f"{SOURCES_DIR}/ has no notebook sources (*.py not starting with '_')")
+    for name in names:
+        if name in LOCAL_NOTEBOOKS:  # executed here by `make report`, never pushed
+            print(f"{build_notebook(name, force=force).relative_to(REPO)}: local notebook")
+            continue
+        kernel_dir = build_kernel(name, username, force=force)
+        meta = json.loads((kernel_dir / "kernel-metadata.json").read_text(encoding="utf-8"))
+        nb = json.loads((kernel_dir / f"{name}.ipynb").read_text(encoding="utf-8"))
+        n_lib = len(nb["metadata"][BUILD_KEY]["library"])
+        print(
+            f"{NOTEBOOKS_DIR / name}.ipynb: {len(nb['cells'])} cells, {n_lib} library "
+            f"modules; {KERNELS_DIR / name}/ -> {meta['id']}"
+        )
+    if kaggle_username(username) is None:
         print(
             f"note: no Kaggle user name, so kernel ids use {PLACEHOLDER_USERNAME}; set "
             "KAGGLE_USERNAME (or pass --username) before pushing"

@@ -39,7 +39,7 @@ from builders.registry import (
     path_depth,
     utc_now,
 )
-from common.errors import UserError
+from common.errors import UserError, exit_status
 from common.kaggle_paths import KAGGLE_INPUT
 from common.provenance import git_commit
 
@@ -666,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     args = build_parser().parse_args(argv)
     cfg = OpsConfig(results_dir=_results_dir(args.results))
-    try:
+
+    def run_command() -> None:
         if args.command == "push":
             push(args.name, resume=args.resume, cfg=cfg)
         elif args.command == "status":
@@ -687,15 +688,8 @@ def main(argv: list[str] | None = None) -> int:
             from builders.report import make_report
 
             make_report(cfg.results_dir, args.runs, args.baseline)
-    except UserError as exc:
-        for problem in getattr(exc, "problems", []):
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return exit_status(run_command)
 
 
 if __name__ == "__main__":

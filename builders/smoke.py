@@ -35,7 +35,7 @@ from builders.build import REPO, build_notebook, notebook_names, recipe_notebook
 from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
 from common.config import load_recipe
-from common.errors import UserError
+from common.errors import UserError, exit_status
 from common.metric_names import ALL_METRICS
 
 SMOKE_DIR = Path("build", "smoke")
@@ -470,12 +470,14 @@ def main(argv: list[str] | None = None) -> int:
         help="where the notebooks train and enhance (cuda: a GPU with fp16 autocast)",
     )
     args = parser.parse_args(argv)
+    return exit_status(lambda: smoke_and_report(args.names, args.device))
+
+
+def smoke_and_report(names: list[str], device: str) -> int:
+    """`python -m builders.smoke NAMES`: run them (all when none are named), print the table;
+    0 when every notebook passed."""
     started = time.monotonic()
-    try:
-        results = run_smoke(args.names or smoke_names(), cfg=SmokeConfig(device=args.device))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    results = run_smoke(names or smoke_names(), cfg=SmokeConfig(device=device))
     total = time.monotonic() - started
     print_table(results, total)
     if total > 300:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.checks import OneLineArgumentParser, SettingError
-from common.errors import UserError
+from common.errors import UserError, exit_status
 
 # Each module defines `register(subparsers)`, which adds its command with `set_defaults(func=...)`.
 # A run imports only the module of the command it names (`enhance` never loads the metrics, pystoi
@@ -91,11 +91,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(message: str) -> str:
-    """`message` on one line: control characters (a newline in a file name) shown escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
-
-
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """The (sub-)parser that parsed `args` (e.g. the one of `data check`)."""
     while True:
@@ -123,17 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except SettingError as exc:
-        option = None if exc.source else option_for(args.command, exc.field)
-        message = str(exc.named(option) if option else exc)
-        print(f"error: {one_line(message)}", file=sys.stderr)
-        return 2
-    except UserError as exc:
-        message = naming_the_option(str(exc), parser, args)
-        print(f"error: {one_line(message)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+
+    def describe(exc: UserError) -> str:
+        if isinstance(exc, SettingError):
+            option = None if exc.source else option_for(args.command, exc.field)
+            return str(exc.named(option) if option else exc)
+        return naming_the_option(str(exc), parser, args)
+
+    return exit_status(lambda: args.func(args), describe)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from torch import nn
 from common.audio import SAMPLE_RATE, load_audio
 from common.checkpoint import SHIPPED_CHECKPOINT
 from common.enhance import Enhancer, TorchBackend, load_model
-from common.errors import UserError
+from common.errors import UserError, exit_status
 from common.export import export_onnx, quantize_torch_int8
 from common.onnx_backend import load_onnx_enhancer
 from common.pairs import discover_pairs, find_pair_dirs
@@ -155,33 +154,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, nargs="*", default=None)
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench_export.md")
     args = parser.parse_args(argv)
-    try:
-        if not args.ckpt.is_file():
-            raise UserError(
-                f"{args.ckpt}: checkpoint not found; train one (python -m common train) or pass --ckpt"
-            )
-        folders = args.pairs or pair_folders(args.data)
-        if not folders:
-            raise UserError(f"{args.data / 'pairs'}: no pair folders; pass --pairs or --data")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the bench prints a table, not loader chatter
-            pairs = pairs_of(folders)
-            results = benchmark_variants(args.ckpt, pairs, args.out.parent / "bench_export")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: bench(args.ckpt, args.data, args.pairs, args.out))
+
+
+def bench(ckpt: Path, data: Path, pair_dirs: list[Path] | None, out: Path) -> int:
+    """Measure every variant, write and print the table; 0 when int8 stays in its PESQ budget."""
+    if not ckpt.is_file():
+        raise UserError(
+            f"{ckpt}: checkpoint not found; train one (python -m common train) or pass --ckpt"
+        )
+    folders = pair_dirs or pair_folders(data)
+    if not folders:
+        raise UserError(f"{data / 'pairs'}: no pair folders; pass --pairs or --data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the bench prints a table, not loader chatter
+        pairs = pairs_of(folders)
+        results = benchmark_variants(ckpt, pairs, out.parent / "bench_export")
     table = format_variant_table(results, len(pairs))
     int8_loss = -next(r for r in results if r.name == "onnx int8").vs_fp32["pesq"]
     verdict = "OK" if int8_loss <= INT8_PESQ_BUDGET else "TOO MUCH"
     text = (
-        f"# Quantization and export: {args.ckpt.name}\n\n{table}\n\n"
+        f"# Quantization and export: {ckpt.name}\n\n{table}\n\n"
         f"ONNX int8 PESQ loss vs PyTorch fp32: {int8_loss:+.3f} (budget {INT8_PESQ_BUDGET}): "
         f"{verdict}\n"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     print(text)
-    print(f"written to {args.out}")
+    print(f"written to {out}")
     return 0 if verdict == "OK" else 1
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import soundfile as sf
 from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, load_audio
 from common.corpus import real_corpus_splits
-from common.errors import UserError
+from common.errors import UserError, exit_status
 
 QUALITY = {"speech": 0.5, "noise": 0.3}  # Vorbis quality 0..1; noise tolerates more loss
 
@@ -107,15 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     for s in (p, u):
         s.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)
-    try:
+
+    def run_command() -> None:
         if args.cmd == "pack":
             pack(args.data, args.out, args.seed, args.jobs)
         else:
             unpack(args.src, args.out, args.jobs)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(run_command)
 
 
 if __name__ == "__main__":
