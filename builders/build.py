@@ -45,12 +45,15 @@ from builders.metadata import (
     validate_metadata,
     write_metadata,
 )
+from builders.parameters import cell_text, tagged_cells
 from common.config import RECIPES_DIR, recipe_kernel, recipe_names
 from common.errors import UserError, exit_status
 from common.provenance import git
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES_DIR = "notebooks_src"
+# A name starting with "_" is one of the builder's test fixtures, which live with the tests.
+FIXTURES_DIR = Path("tests", "notebooks")
 NOTEBOOKS_DIR = Path("build", "notebooks")
 KERNELS_DIR = Path("build", "kernels")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -78,8 +81,8 @@ def recipe_notebooks(repo: Path = REPO) -> list[str]:
 
 
 def notebook_names(repo: Path = REPO) -> list[str]:
-    """Every recipe, and every other notebooks_src/*.py not starting with "_" (examples) that
-    runs on Kaggle (not the LOCAL_NOTEBOOKS)."""
+    """Every recipe, and every other notebooks_src/*.py that runs on Kaggle (not the
+    LOCAL_NOTEBOOKS). The builder's test fixtures (FIXTURES_DIR) are never listed."""
     others = [
         p.stem
         for p in (repo / SOURCES_DIR).glob("*.py")
@@ -96,21 +99,18 @@ def notebook_names(repo: Path = REPO) -> list[str]:
 def source_path(name: str, repo: Path = REPO) -> Path:
     if name in recipe_notebooks(repo):
         name = TRAINING_SOURCE
-    path = repo / SOURCES_DIR / f"{name}.py"
+    folder = FIXTURES_DIR if name.startswith("_") else Path(SOURCES_DIR)
+    path = repo / folder / f"{name}.py"
     if not path.is_file():
         known = ", ".join(notebook_names(repo)) or "none yet"
-        raise UserError(f"{SOURCES_DIR}/{name}.py not found; notebooks: {known}")
+        raise UserError(f"{folder / name}.py not found; notebooks: {known}")
     return path
 
 
 def cells_hash(cells: list) -> str:
     """Hash of the cells' types and sources: what a hand edit would change."""
-    payload = json.dumps([[c["cell_type"], _text(c["source"])] for c in cells])
+    payload = json.dumps([[c["cell_type"], cell_text(c["source"])] for c in cells])
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _text(source: str | list[str]) -> str:
-    return "".join(source) if isinstance(source, list) else source
 
 
 def build_record(rel_source: str, modules: list[ModuleSource], repo: Path) -> dict:
@@ -162,7 +162,7 @@ def assemble_notebook(name: str, repo: Path = REPO) -> NotebookNode:
     source = jupytext.reads(text, fmt="py:percent")
 
     code = [(i, c) for i, c in enumerate(source.cells) if c.cell_type == "code"]
-    params = [i for i, c in code if "parameters" in c.metadata.get("tags", [])]
+    params = [i for i in tagged_cells(source.cells) if source.cells[i].cell_type == "code"]
     if len(params) != 1:
         raise UserError(
             f"{rel}: needs exactly one parameters cell (found {len(params)}); mark it "
@@ -242,7 +242,7 @@ def _finish(cells: list[NotebookNode], record: dict) -> NotebookNode:
         )
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-        seed = f"{position}\0{cell.cell_type}\0{_text(cell.source)}"
+        seed = f"{position}\0{cell.cell_type}\0{cell_text(cell.source)}"
         # Ids from position and content: random ids (nbformat's default) break determinism.
         cell.id = hashlib.sha256(seed.encode()).hexdigest()[:16]
         nb.cells.append(cell)
@@ -268,7 +268,8 @@ def _refuse_hand_edits(out: Path, name: str, repo: Path) -> None:
     if edited:
         shown = out.relative_to(repo) if out.is_relative_to(repo) else out
         raise UserError(
-            f"{shown} was edited by hand; move your edits to {SOURCES_DIR}/{name}.py or pass --force"
+            f"{shown} was edited by hand; move your edits to "
+            f"{source_path(name, repo).relative_to(repo)} or pass --force"
         )
 
 

@@ -16,11 +16,9 @@ a new version can never make a finished run's outputs unreachable.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -29,8 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from builders.kaggle_cli import ACTIVE_STATES, KaggleCli, KernelNotFound, KernelStatus
+from builders.kaggle_cli import (
+    ACTIVE_STATES,
+    KaggleCli,
+    KernelNotFound,
+    KernelStatus,
+    failed_check,
+)
 from builders.outputs import verify_outputs
+from builders.parameters import INJECTED_TAG, parameter_values, tagged_cells
 from builders.registry import (
     Registry,
     RunRecord,
@@ -39,7 +44,7 @@ from builders.registry import (
     path_depth,
     utc_now,
 )
-from common.errors import UserError, exit_status
+from common.errors import UserError, exit_status, warnings_on_one_line
 from common.kaggle_paths import KAGGLE_INPUT
 from common.provenance import git_commit
 
@@ -124,43 +129,10 @@ def _validate_with_builder(kernel_dir: Path, meta: dict[str, Any]) -> None:
     validate_metadata(meta, kernel_dir)
 
 
-def _parameters_cell(notebook: dict[str, Any]) -> int | None:
-    for i, cell in enumerate(notebook.get("cells", [])):
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            return i
-    return None
-
-
-def notebook_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
-    """Literal assignments of the papermill `parameters` cell and any injected override cell."""
-    params: dict[str, Any] = {}
-    for cell in notebook.get("cells", []):
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "parameters" not in tags and "injected-parameters" not in tags:
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else source
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                try:
-                    value = ast.literal_eval(node.value) if node.value is not None else None
-                except ValueError:
-                    continue
-                for t in targets:
-                    if isinstance(t, ast.Name):
-                        params[t.id] = value
-    return params
-
-
 def inject_parameters(nb_path: Path, notebook: dict[str, Any], values: dict[str, Any]) -> None:
     """Add a papermill-style `injected-parameters` cell right after the `parameters` cell."""
-    index = _parameters_cell(notebook)
-    if index is None:
+    found = tagged_cells(notebook.get("cells", []))
+    if not found:
         raise UserError(f"{nb_path}: no cell tagged 'parameters' to override {sorted(values)}")
     source = "# Parameters set by `python -m builders.kaggle push`\n" + "".join(
         f"{k} = {v!r}\n" for k, v in values.items()
@@ -169,11 +141,11 @@ def inject_parameters(nb_path: Path, notebook: dict[str, Any], values: dict[str,
         "cell_type": "code",
         "execution_count": None,
         "id": "injected-parameters",
-        "metadata": {"tags": ["injected-parameters"]},
+        "metadata": {"tags": [INJECTED_TAG]},
         "outputs": [],
         "source": source,
     }
-    notebook["cells"].insert(index + 1, cell)
+    notebook["cells"].insert(found[0] + 1, cell)
     nb_path.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
 
 
@@ -418,7 +390,7 @@ def push(
 
     resume_from = None
     if resume:
-        if RESUME_PARAMETER not in notebook_parameters(notebook):
+        if RESUME_PARAMETER not in parameter_values(notebook.get("cells", [])):
             raise UserError(
                 f"--resume: the parameters cell of notebooks_src/{name}.py has no "
                 f"{RESUME_PARAMETER}; add `{RESUME_PARAMETER} = None` there"
@@ -443,7 +415,9 @@ def push(
             f"{ref}: Kaggle did not report the version number; recording v{version}", stacklevel=2
         )
     config = {k: meta[k] for k in METADATA_SETTINGS if k in meta}
-    config["parameters"] = notebook_parameters(json.loads(nb_path.read_text(encoding="utf-8")))
+    config["parameters"] = parameter_values(
+        json.loads(nb_path.read_text(encoding="utf-8")).get("cells", [])
+    )
     config["git_dirty"] = dirty
     from builders.build import BUILD_KEY
 
@@ -483,14 +457,22 @@ def _tracked_run(name: str, ref: str, registry: Registry) -> RunRecord | None:
     return run if run is not None and run.kernel == ref else None
 
 
-def status(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) -> KernelStatus:
+def _tracked(
+    name: str, cfg: OpsConfig | None, cli: KaggleCli | None
+) -> tuple[OpsConfig, KaggleCli, Registry, str, RunRecord | None, int | None]:
+    """What `status` and `wait` start from, credentials checked first: the settings, the CLI,
+    the registry, the kernel, its latest tracked run and the version to ask about."""
     cfg = cfg or OpsConfig()
     cli = cli or KaggleCli()
     cli.credentials()
     registry = load_registry(cfg.results_dir)
     ref = _kernel_ref(name, registry)
     run = _tracked_run(name, ref, registry)
-    version = _labelled_version(run, cli)
+    return cfg, cli, registry, ref, run, _labelled_version(run, cli)
+
+
+def status(name: str, cfg: OpsConfig | None = None, cli: KaggleCli | None = None) -> KernelStatus:
+    cfg, cli, registry, ref, run, version = _tracked(name, cfg, cli)
     st = cli.status(ref, version)
     note = ""
     if run is not None:
@@ -520,13 +502,7 @@ def wait(
     A "finished" that may still describe the previous version's session (see
     `_may_be_previous_session`) does not end the wait.
     """
-    cfg = cfg or OpsConfig()
-    cli = cli or KaggleCli()
-    cli.credentials()
-    registry = load_registry(cfg.results_dir)
-    ref = _kernel_ref(name, registry)
-    run = _tracked_run(name, ref, registry)
-    version = _labelled_version(run, cli)
+    cfg, cli, registry, ref, run, version = _tracked(name, cfg, cli)
     label = run.label if run is not None else name
     age_at_start = _seconds_since_push(run) if run is not None else float("inf")
     start, interval, last, failures, said_stale = clock(), cfg.poll_s, None, 0, False
@@ -540,11 +516,7 @@ def wait(
                 raise
             st = None  # a version label Kaggle does not know yet, right after the push
         except UserError as exc:
-            # A flaky network must not end a 10-hour wait; repeated failures do.
-            failures += 1
-            if failures >= cfg.max_status_failures:
-                raise
-            print(f"{label}: status check failed ({exc}); retrying", file=sys.stderr)
+            failures = failed_check(failures, cfg.max_status_failures, label, exc)
             st = None
         if (
             st is not None
@@ -663,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    warnings_on_one_line()
     args = build_parser().parse_args(argv)
     cfg = OpsConfig(results_dir=_results_dir(args.results))
 

@@ -100,6 +100,17 @@ class KernelNotFound(UserError):
     """Kaggle does not show the kernel (or dataset): it does not exist, or is not visible to us."""
 
 
+def failed_check(failures: int, limit: int, who: str, exc: UserError) -> int:
+    """One more status check failed while waiting: a flaky network must not end a long wait,
+    repeated failures do. Re-raises `exc` at the `limit`-th in a row, else says it retries;
+    returns the new count."""
+    failures += 1
+    if failures >= limit:
+        raise exc
+    print(f"{who}: status check failed ({exc}); retrying", file=sys.stderr)
+    return failures
+
+
 def cli_version() -> tuple[int, ...] | None:
     """The installed kaggle CLI's version, e.g. (2, 2, 5); None when it is not installed."""
     try:

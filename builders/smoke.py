@@ -34,6 +34,7 @@ from traitlets.config import Config
 from builders.build import REPO, build_notebook, notebook_names, recipe_notebooks
 from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
+from builders.parameters import parameters_cell
 from common.config import load_recipe
 from common.errors import UserError, exit_status
 from common.metric_names import ALL_METRICS
@@ -271,10 +272,8 @@ def smoke_names(repo: Path = REPO) -> list[str]:
 def declared_parameters(notebook: Path) -> set[str]:
     """Names the notebook's parameters cell assigns (read with ast: papermill's own parser
     gives up on comments that contain `=` or quotes)."""
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            return top_level_names(ast.parse(cell.source))
-    return set()
+    cell = parameters_cell(nbformat.read(notebook, as_version=4).cells)
+    return top_level_names(ast.parse(cell["source"])) if cell is not None else set()
 
 
 def _walk(value: object, path: str) -> Iterator[tuple[str, object]]:

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builders.kaggle_cli import DatasetState, KaggleCli, KernelNotFound
+from builders.kaggle_cli import DatasetState, KaggleCli, KernelNotFound, failed_check
 from builders.metadata import OWN_DATASET_SLUG, kaggle_username
 from builders.registry import DatasetRecord, Registry, load_registry, utc_now
 from common.errors import UserError
@@ -429,10 +429,7 @@ def _wait_ready(
                 ) from None
             st = None
         except UserError as exc:
-            failures += 1
-            if failures >= cfg.max_status_failures:
-                raise
-            print(f"{ref}: status check failed ({exc}); retrying", file=sys.stderr)
+            failures = failed_check(failures, cfg.max_status_failures, ref, exc)
             st = None
         if st is not None:
             fresh = previous is None or st.version is None or st.version > previous

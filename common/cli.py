@@ -6,12 +6,11 @@ import argparse
 import importlib
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.checks import OneLineArgumentParser, SettingError
-from common.errors import UserError, exit_status
+from common.errors import UserError, exit_status, warnings_on_one_line
 
 # Each module defines `register(subparsers)`, which adds its command with `set_defaults(func=...)`.
 # A run imports only the module of the command it names (`enhance` never loads the metrics, pystoi
@@ -27,10 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "enhance": ("common.commands.enhance", "enhance audio files with a checkpoint"),
     "export": ("common.commands.export", "export a checkpoint to ONNX (fp32 or int8)"),
 }
-
-
-def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> str:
-    return f"warning: {message}\n"
 
 
 # The configuration field each option sets, by command. Values are checked once, where the
@@ -68,6 +63,16 @@ FLAG_FIELDS: dict[str, dict[str, str]] = {
 def option_for(command: str, field: str) -> str | None:
     """The option of `command` that sets `field`, if one does."""
     return next((o for o, f in FLAG_FIELDS.get(command, {}).items() if f == field), None)
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, doc: str | None, *, raw: bool = True
+) -> argparse.ArgumentParser:
+    """The parser of command `name`, for its module's `register`: the help line is COMMANDS'
+    (listed by `--help` without importing the module), the description `doc` (the module's
+    docstring, shown as written unless `raw` is False)."""
+    kwargs = {"formatter_class": argparse.RawDescriptionHelpFormatter} if raw else {}
+    return sub.add_parser(name, help=COMMANDS[name][1], description=doc, **kwargs)
 
 
 def _named_command(argv: Sequence[str]) -> str | None:
@@ -113,7 +118,7 @@ def naming_the_option(message: str, parser: argparse.ArgumentParser, args) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = _one_line_warnings
+    warnings_on_one_line()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)

@@ -4,6 +4,7 @@ runner every command's `main` uses to turn it into that line and exit status 2."
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 
 
@@ -14,6 +15,21 @@ class UserError(Exception):
 def one_line(message: str) -> str:
     """`message` on one line: control characters (a newline in a file name) shown escaped."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    return f"warning: {message}\n"
+
+
+def warnings_on_one_line() -> None:
+    """Warnings print as `warning: MESSAGE`: no file, line or category (a command's output)."""
+    warnings.formatwarning = _one_line_warning
 
 
 def exit_status(

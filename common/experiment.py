@@ -38,7 +38,7 @@ from common.env import (
 from common.errors import UserError
 from common.evaluation import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.examples import choose_examples, save_examples
-from common.kaggle_paths import KAGGLE_INPUT, KAGGLE_WORKING
+from common.kaggle_paths import KAGGLE_INPUT, KAGGLE_WORKING, kaggle_input_files
 from common.model_table import model_blocks, model_table
 from common.models import count_parameters
 from common.paired_dataset import PairedDataset
@@ -186,10 +186,9 @@ def locate_resume_checkpoint(spec: str) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
-    base = KAGGLE_INPUT
-    if base.is_dir() and str(path).startswith(str(base)) and len(path.parts) > 3:
+    if path.is_relative_to(KAGGLE_INPUT) and len(path.parts) > 3:
         slug = path.parts[3]
-        found = sorted(p for p in base.rglob(path.name) if slug in p.parts)
+        found = [p for p in kaggle_input_files(path.name) if slug in p.parts]
         if found:
             print(f"resume_checkpoint: {spec} not found; using {found[0]}")
             return found[0]
@@ -429,8 +428,7 @@ def find_checkpoint(spec: str) -> Path:
                 f"checkpoint={spec!r}: file not found; give the path of a best.pt or last.pt"
             )
         return path
-    base = KAGGLE_INPUT
-    found = sorted(base.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if base.is_dir() else []
+    found = sorted(kaggle_input_files("best.pt"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise UserError(
             "checkpoint='auto' found no best.pt under /kaggle/input; attach an earlier run's output "

@@ -2,7 +2,7 @@
 
 Kaggle has moved datasets within /kaggle/input before (/kaggle/input/<slug>/ became
 /kaggle/input/datasets/<owner>/<slug>/), so code searches below KAGGLE_INPUT by file name instead
-of assuming a layout. Standard library only: the builders use it too.
+of assuming a layout (`kaggle_input_files`). Standard library only: the builders use it too.
 """
 
 from __future__ import annotations
@@ -11,3 +11,11 @@ from pathlib import Path
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def kaggle_input_files(pattern: str, *, recursive: bool = True) -> list[Path]:
+    """The paths matching `pattern` anywhere below KAGGLE_INPUT (directly in it, when not
+    `recursive`), sorted; none off Kaggle."""
+    if not KAGGLE_INPUT.is_dir():
+        return []
+    return sorted(KAGGLE_INPUT.rglob(pattern) if recursive else KAGGLE_INPUT.glob(pattern))

@@ -22,7 +22,6 @@ moment (shared, noisy): compare the ratios within one run, not absolute numbers 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -155,21 +154,10 @@ def stream_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=Path("build/bench"))
+    ap = bench_quality.bench_parser(__doc__)
     ap.add_argument("--train-steps", type=int, default=2, help="timed steps per model")
-    ap.add_argument(
-        "--budget-minutes", type=float, default=30.0, help="CPU minutes of training per recipe"
-    )
-    ap.add_argument(
-        "--contenders", nargs="+", metavar="RECIPE", default=bench_quality.DEFAULT_CONTENDERS
-    )
+    bench_quality.add_training_options(ap)
     ap.add_argument("--low-latency", default=LOW_LATENCY_RECIPE, metavar="RECIPE")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trainings at a time")
-    ap.add_argument("--retrain", action="store_true", help="do not reuse finished runs")
     args = ap.parse_args(argv)
     shipped = bench_quality.shipped_checkpoints()
     torch.set_num_threads(1)  # the targets are single-thread numbers

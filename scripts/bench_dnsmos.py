@@ -11,7 +11,6 @@ a file that cannot be scored is counted in `n` and named in the JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from common.metric_names import DNSMOS_METRICS, METRIC_LABELS
 from scripts.bench_quality import (
     DEFAULT_CONTENDERS,
     SR,
+    add_shipped_option,
+    bench_parser,
     checkpoint_system,
     contender,
     run_dir_of,
@@ -101,15 +102,8 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=Path("build/bench"))
-    ap.add_argument(
-        "--ckpt", type=Path, nargs="*", default=None,
-        help="shipped checkpoints to score (default: checkpoints/*.pt)",
-    )  # fmt: skip
+    ap = bench_parser(__doc__)
+    add_shipped_option(ap)
     ap.add_argument(
         "--contenders", nargs="*", metavar="RECIPE", default=DEFAULT_CONTENDERS,
         help="bench runs to score, where OUT/runs has them (default: the bench's contenders)",

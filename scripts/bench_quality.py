@@ -241,12 +241,18 @@ def run(
     return {"budget_minutes": minutes, "trained": trained, "sets": quality}
 
 
-def main(argv: list[str] | None = None) -> int:
+def bench_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every bench script takes: where the shared audio is and where results go."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
+    return ap
+
+
+def add_training_options(ap: argparse.ArgumentParser) -> None:
+    """The options of the scripts that train the contenders (bench_quality, bench)."""
     ap.add_argument(
         "--budget-minutes", type=float, default=30.0, help="CPU minutes of training per recipe"
     )
@@ -256,10 +262,20 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trainings at a time")
     ap.add_argument("--retrain", action="store_true", help="do not reuse finished runs")
+
+
+def add_shipped_option(ap: argparse.ArgumentParser) -> None:
+    """--ckpt: the shipped checkpoints a scoring script scores."""
     ap.add_argument(
         "--ckpt", type=Path, nargs="*", default=None,
         help="shipped checkpoints to score (default: checkpoints/*.pt)",
     )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__)
+    add_training_options(ap)
+    add_shipped_option(ap)
     ap.add_argument(
         "--score", type=Path, nargs="+", metavar="CKPT", help="only score these checkpoints"
     )

@@ -3,6 +3,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_python
+
+from common.checkpoint import SHIPPED_CHECKPOINT
 
 
 @pytest.mark.shared_data
@@ -68,8 +71,6 @@ def test_a_finished_bench_run_of_the_same_command_is_reused(tmp_path, capsys):
 
 @pytest.mark.shared_data
 def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, tmp_path):
-    import subprocess
-    import sys
 
     import soundfile as sf
     import torch
@@ -82,9 +83,8 @@ def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, 
     cmd = ["-m", "scripts.bench_enhance", "--ckpt", str(ckpt), "--data", str(shared_data)]
     n_short = 3
     cmd += ["--work", str(tmp_path / "work"), "--minutes", "0.1", "--short-files", str(n_short)]
-    done = subprocess.run(
-        [sys.executable, *cmd, "--repeats", "1"], capture_output=True, text=True, check=True
-    )
+    done = run_python(*cmd, "--repeats", "1")
+    assert done.returncode == 0, done.stderr
     assert "| PyTorch (--ckpt) |" in done.stdout and "| onnxruntime (--onnx) |" in done.stdout
     # The long folder links the speech files (nothing copied) and every one was enhanced.
     folder = tmp_path / "work" / "speech0.1min"
@@ -108,9 +108,6 @@ def test_enhance_folder_timing_runs_the_command_for_both_back_ends(shared_data, 
 @pytest.mark.slow
 def test_the_dnsmos_bench_runs_on_its_own_and_prints_every_system(shared_data, tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
 
     from common.audio import audio_info, list_audio
 
@@ -119,14 +116,10 @@ def test_the_dnsmos_bench_runs_on_its_own_and_prints_every_system(shared_data, t
     data = tmp_path / "data"
     (data / "noisy_only").mkdir(parents=True)
     (data / "noisy_only" / shortest.name).symlink_to(shortest)
-    repo = Path(__file__).resolve().parents[1]
-    cmd = [
-        sys.executable, "-m", "scripts.bench_dnsmos", "--data", str(data),
-        "--out", str(tmp_path / "out"), "--ckpt", str(repo / "checkpoints" / "lite-v2.pt"),
-        "--contenders",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=repo, env=env)
+    proc = run_python(
+        "-m", "scripts.bench_dnsmos", "--data", str(data), "--out", str(tmp_path / "out"),
+        "--ckpt", str(REPO / SHIPPED_CHECKPOINT), "--contenders",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "out" / "dnsmos.json").read_text())
     systems = ["noisy input", "noisereduce", "shipped lite-v2.pt"]

@@ -27,6 +27,7 @@ from builders.generated import (
     library_files,
 )
 from builders.library import library_modules, python_source, resolve_modules
+from builders.parameters import parameter_values
 from common.config import load_recipe, recipe_kernel, recipe_names
 from common.errors import UserError
 
@@ -397,8 +398,7 @@ def test_each_recipe_is_one_notebook_built_from_the_training_source(recipe: str,
     intro = "".join(nb["cells"][0]["source"])
     assert intro.startswith(f"# {recipe_kernel(recipe)['title']}\n")
     assert load_recipe(recipe).description.strip() in intro
-    params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    assert f"recipe = {recipe!r}" in "".join(params["source"])
+    assert parameter_values(nb["cells"])["recipe"] == recipe
     shipped = library_files(nb)  # the recipe travels with the notebook, like `common`
     assert shipped[f"recipes/{recipe}.toml"] == (REPO / "recipes" / f"{recipe}.toml").read_text()
     assert "train" not in notebook_names(REPO)  # the source itself is not a notebook

@@ -28,6 +28,7 @@ from common.losses import EnhancementLoss
 from common.models import build_model
 from common.train import EpochTotals, Trainer, TrainState
 
+# The `lite` recipe's checkpoint, shipped before lite-v2.pt (common.checkpoint.SHIPPED_CHECKPOINT).
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-dev.pt"
 
 
@@ -122,7 +123,7 @@ def test_the_train_state_round_trips_through_a_checkpoint(tmp_path):
     state = TrainState(3, 8, EpochTotals(1.5, 2, {"mag": 0.5}), 20, 0.25, 2, 1, 9.5, [{"epoch": 1}])
     save_checkpoint(tmp_path / "s.pt", {**_state(1.0), **plain(dataclasses.asdict(state))})
     assert TrainState.from_checkpoint(load_checkpoint(tmp_path / "s.pt")) == state
-    # The shipped checkpoint (written before TrainState existed) has the same keys and values.
+    # lite-dev.pt (written before TrainState existed) has the same keys and values.
     shipped = load_checkpoint(SHIPPED)
     saved = dataclasses.asdict(TrainState.from_checkpoint(shipped))
     assert saved == {key: shipped[key] for key in saved}

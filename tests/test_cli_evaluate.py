@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_common
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "common", "evaluate", *args, "--no-progress"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    return run_common("evaluate", *args, "--no-progress")
 
 
 @pytest.mark.parametrize("below", ["", "sub"])

@@ -7,26 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_common
 
-REPO = Path(__file__).resolve().parents[1]
 SHIFT_SECONDS = 0.5
-
-
-def run_common(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "common", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
-    )
 
 
 def _shift(path: Path, seconds: float) -> None:

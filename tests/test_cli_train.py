@@ -5,27 +5,22 @@ when the mistake surfaces inside a data-parallel worker."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_common
 
 from common.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 # The smallest real run: lite at width 16, one block, 1-s crops, 4 per batch, no loader workers.
 TINY = ["--batch-size", "4", "--segment-seconds", "1", "--workers", "0", "--no-progress"]
 TINY += ["--model-config", "width=16", "--model-config", "n_blocks=1"]
 
 
 def train(out: Path, *extra: str, data: str = "synthetic") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "common", "train", "--model", "lite", "--data", data]
-    cmd += ["--out", str(out), *extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    return run_common("train", "--model", "lite", "--data", data, "--out", str(out), *extra)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

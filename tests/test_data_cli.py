@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_common
 
 from common.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "common", "data", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_common("data", *args)
 
 
 def write_pairs(root: Path, n: int = 4, mispaired: bool = False) -> Path:

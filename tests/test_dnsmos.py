@@ -7,11 +7,11 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, run_common
 
 from common.audio import SAMPLE_RATE, audio_info, list_audio, load_audio, resample, write_audio
 from common.dnsmos import SPEECHMOS_KEYS, dnsmos
@@ -20,7 +20,6 @@ from common.evaluation import EvalItem, evaluate_pairs
 from common.metric_names import DNSMOS_METRICS, METRIC_NAMES
 from common.metrics import MetricError
 
-REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "lite-v2.pt"
 # Equal to float rounding: the same models on the same float32 samples.
 REL = 1e-6
@@ -112,9 +111,7 @@ def test_items_without_references_need_dnsmos_and_are_not_mixed_with_pairs(speec
 
 
 def evaluate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    cmd = [sys.executable, "-m", "common", "evaluate", *args, "--no-progress", "--workers", "2"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    return run_common("evaluate", *args, "--no-progress", "--workers", "2", env=env)
 
 
 def read_csv(path: Path) -> list[dict]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_common
 from train_helpers import ToyLoss, ToySpeechSet
 
 from common.checkpoint import load_checkpoint, save_checkpoint
@@ -186,12 +184,10 @@ def test_refuses_stft_that_does_not_fit_the_model(tmp_path, lite_ckpt):
 def test_cli_enhances_and_reports_errors_in_one_line(tmp_path, lite_ckpt):
     src = tmp_path / "x.wav"
     sf.write(src, _tone(16000, 0.5), 16000)
-    cmd = [sys.executable, "-m", "common", "enhance", "--ckpt", str(lite_ckpt), "--no-progress"]
-    ok = subprocess.run(cmd + [str(src), str(tmp_path / "y.wav")], capture_output=True, text=True)
+    cmd = ["enhance", "--ckpt", str(lite_ckpt), "--no-progress"]
+    ok = run_common(*cmd, str(src), str(tmp_path / "y.wav"))
     assert ok.returncode == 0, ok.stderr
     assert sf.info(tmp_path / "y.wav").frames == sf.info(src).frames
-    bad = subprocess.run(
-        cmd + ["--model", "dpt", str(src), str(tmp_path / "z.wav")], capture_output=True, text=True
-    )
+    bad = run_common(*cmd, "--model", "dpt", str(src), str(tmp_path / "z.wav"))
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error: ")

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ONE_THREAD, REPO, run_common
 from train_helpers import save_model_checkpoint
 
 from common.cli import main
 from common.models import build_model
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _checkpoint(tmp_path):
@@ -36,25 +33,15 @@ def test_enhance_modes_keep_rate_and_length(shared_data, tmp_path, mode):
 
 def test_streaming_cli_equals_offline_on_whole_real_files(shared_data, tmp_path):
     """`enhance --streaming` vs `enhance` on every real pair (noisy and clean) as it comes (no
-    added silence), whole files through the command line, with the shipped checkpoint. Before
+    added silence), whole files through the command line, with lite-dev.pt (shipped before lite-v2.pt). Before
     the offline path padded causal models as a stream does, they differed by up to 0.059."""
-    import os
-    import subprocess
-    import sys
-
     ckpt = REPO / "checkpoints" / "lite-dev.pt"
     src = shared_data / "pairs"
     outs = {}
     for label, mode in (("offline", []), ("streaming", ["--streaming"])):
         outs[label] = tmp_path / label
-        cmd = [sys.executable, "-m", "common", "enhance", "--ckpt", str(ckpt), "--device", "cpu"]
-        proc = subprocess.run(
-            [*cmd, *mode, "--no-progress", str(src), str(outs[label])],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},  # speed on a shared 2-core machine only
-        )
+        cmd = ["enhance", "--ckpt", str(ckpt), "--device", "cpu", *mode, "--no-progress"]
+        proc = run_common(*cmd, str(src), str(outs[label]), env=ONE_THREAD)
         assert proc.returncode == 0, proc.stderr
     files = sorted(p.relative_to(outs["offline"]) for p in outs["offline"].rglob("*.flac"))
     assert len(files) >= 20  # 10 pairs

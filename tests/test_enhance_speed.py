@@ -4,21 +4,19 @@ one-file-at-a-time path wrote. Each command case runs `python -m common ...` as 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ONE_THREAD, run_python
 from train_helpers import save_model_checkpoint
 
 from common.cli import COMMANDS, build_parser
 from common.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL_LITE = {"width": 16, "enc_channels": 8, "time_hidden": 16, "n_blocks": 1}
 # What `evaluate` and the data tools need, and `enhance` must not load at start-up.
 NOT_FOR_ENHANCE = ("pystoi", "pesq", "scipy.signal", "common.metrics", "matplotlib")
@@ -32,15 +30,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 
 def cli(*args: str, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, *python_flags, "-m", "common", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_python(*python_flags, "-m", "common", *args, env=ONE_THREAD)
 
 
 def short_files(folder: Path, n: int, seed: int = 0) -> Path:

@@ -21,21 +21,18 @@ Out of scope: examples needing Kaggle (paths under /kaggle), `make` targets and 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_common
 
 from common.checkpoint import SHIPPED_CHECKPOINT
 from common.cli import build_parser
 
-REPO = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"^\s*(?:\S*/)?python3? -m common\b(.*)$")
 SHORT_NOISY = ("pairs", "pesq_babble0db", "noisy", "speech.flac")  # one 3-s recording
 PAIRS_FOR_DIR = ("pairs", "pesq_babble0db")
@@ -203,15 +200,7 @@ def test_example_runs_as_printed(example, shared_data, tmp_path, workdirs):
         earlier = next((d for d in reversed(workdirs) if (d / out / "data").is_dir()), None)
         if earlier is not None:  # derived data only, never an earlier run's files
             shutil.copytree(earlier / out / "data", cwd / out / "data", symlinks=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SHARED_DATA": str(shared_data)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "common", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_common(*args, cwd=cwd, env={"SHARED_DATA": str(shared_data)})
     workdirs.append(cwd)
     assert "Traceback" not in proc.stderr, f"{example.text}\n{proc.stderr[-3000:]}"
     assert proc.returncode == 0, (

@@ -4,13 +4,12 @@ no model code and chunks long audio, the export command, and the benchmark table
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_python
 from train_helpers import save_model_checkpoint
 
 from common.audio import list_audio, load_audio
@@ -19,8 +18,6 @@ from common.errors import UserError
 from common.export import export_onnx, quantize_torch_int8
 from common.models import build_model
 from common.onnx_backend import OnnxBackend, load_onnx_enhancer
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
@@ -104,9 +101,7 @@ wav = load_audio({str(noisy)!r})
 write_audio({str(out)!r}, load_onnx_enhancer({str(exported["int8"])!r}).enhance(wav, 16000))
 print(len(wav))
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert len(load_audio(out)) == int(proc.stdout.strip())
 

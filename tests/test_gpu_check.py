@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from conftest import REPO, run_python
 
 from builders.smoke import SmokeConfig, smoke_parameters
 from common.corpus import real_corpus_splits
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    return run_python(*args, cwd=cwd)
 
 
 def make_corpus(root: Path) -> Path:

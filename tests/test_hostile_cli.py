@@ -7,16 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ONE_THREAD, REPO, run_python
 
 from common.checkpoint import SHIPPED_CHECKPOINT
 
-REPO = Path(__file__).resolve().parents[1]
 NOBODY = 65534
 
 
@@ -24,14 +23,7 @@ def run(*args: str, user: int | None = None) -> subprocess.CompletedProcess:
     prefix = []
     if user is not None:
         prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
-    return subprocess.run(
-        [*prefix, sys.executable, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    return run_python(*args, prefix=prefix, env=ONE_THREAD)
 
 
 def assert_one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> None:

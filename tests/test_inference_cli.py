@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ONE_THREAD, REPO, run_common
 from train_helpers import save_model_checkpoint
 
 from common.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL_LITE = {"width": 16, "enc_channels": 8, "time_hidden": 16, "n_blocks": 1}
 
 
@@ -31,15 +31,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # small models, a shared machine
-    return subprocess.run(
-        [sys.executable, "-m", "common", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_common(*args, cwd=cwd, env=ONE_THREAD)
 
 
 def enhance(ckpt: Path, *args: str | Path) -> subprocess.CompletedProcess:

@@ -6,20 +6,18 @@ the command a user runs, in a child process, with `resource.getrusage(RUSAGE_CHI
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_python
 
 from common.config import StftConfig
 from common.export import export_onnx
 from common.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 1500
 
 # Runs the command as its own child, so the peak is that command's and no other test's.
@@ -33,13 +31,7 @@ _MEASURE = (
 
 def peak_rss_mb(*args: str) -> int:
     """Peak resident memory in MB of `python -m common ARGS` (which must succeed)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "common", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_python("-c", _MEASURE, sys.executable, "-m", "common", *args)
     assert proc.returncode == 0, proc.stderr
     return int(proc.stdout.strip().splitlines()[-1])
 

@@ -21,6 +21,7 @@ from builders.kaggle_cli import (
     parse_status_output,
 )
 from builders.outputs import check_output_file
+from builders.parameters import INJECTED_TAG, tagged_cells
 from builders.registry import load_registry
 from common.errors import UserError
 
@@ -232,9 +233,7 @@ def test_push_resume_attaches_the_kernel_and_sets_the_checkpoint(fake, cli, cfg,
     body = fake.calls("SaveKernel")[-1].body
     assert body["kernelDataSources"] == [REF]
     notebook = json.loads(body["text"])
-    injected = [
-        c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
-    ]
+    injected = [notebook["cells"][i] for i in tagged_cells(notebook["cells"], INJECTED_TAG)]
     assert injected[0]["source"].count(f"resume_checkpoint = '/kaggle/input/{SLUG}/last.pt'")
     assert notebook["cells"].index(injected[0]) == 1  # right after the parameters cell
     assert run.resume_from == 1

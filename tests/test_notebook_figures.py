@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import code_notebook
 
 from builders.build import REPO, source_path
 from builders.smoke import (
@@ -45,18 +46,10 @@ plt.subplots()[1].imshow([[0, 1], [1, 0]])  # left open: the backend shows it at
 """
 
 
-def executed_notebook(path: Path, *sources: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
 def test_smoke_kernel_shows_figures_in_the_notebook_and_its_html(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    notebook = executed_notebook(tmp_path / "figures.ipynb", f"OUT = {str(out)!r}", FIGURES_SOURCE)
+    notebook = code_notebook(tmp_path / "figures.ipynb", f"OUT = {str(out)!r}", FIGURES_SOURCE)
     executed = tmp_path / "figures.out.ipynb"
     with isolated_kernel(tmp_path) as kernel:
         execute(notebook, executed, {}, kernel, tmp_path, timeout_s=120)
@@ -70,7 +63,7 @@ def test_figures_saved_but_not_shown_are_reported(tmp_path: Path) -> None:
     """What the smoke printed when its kernel drew with Agg: figures on disk, none on the page."""
     for name in ("training_curves.png", "metrics.png"):
         (tmp_path / name).write_bytes(b"png")
-    executed = executed_notebook(tmp_path / "nb.ipynb", "plt.show()")
+    executed = code_notebook(tmp_path / "nb.ipynb", "plt.show()")
     html = tmp_path / "nb.html"
     html.write_text("<html><body>no figures</body></html>")
     (problem,) = check_figures(executed, html, tmp_path)

@@ -3,19 +3,18 @@ same history; the notebook `make push-lite` pushes carries the shipped checkpoin
 
 from __future__ import annotations
 
-import ast
 import json
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import run_common
 from train_helpers import assert_trained_with
 
 from builders.build import REPO, build_kernel
 from builders.generated import library_files
+from builders.parameters import parameter_values
 from builders.smoke import execute, isolated_kernel
 from common.config import (
     apply_overrides,
@@ -50,8 +49,7 @@ def history_values(path: Path) -> list[dict]:
 def test_the_cli_and_the_built_notebook_train_the_same_run(tmp_path: Path):
     cli_out = tmp_path / "cli"
     sets = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
-    cmd = [sys.executable, "-m", "common", "train", "--recipe", "lite", "--out", str(cli_out)]
-    proc = subprocess.run([*cmd, *sets], capture_output=True, text=True, cwd=tmp_path)
+    proc = run_common("train", "--recipe", "lite", "--out", str(cli_out), *sets, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
 
     notebook = build_kernel("lite") / "lite.ipynb"
@@ -82,12 +80,7 @@ def test_the_cli_and_the_built_notebook_train_the_same_run(tmp_path: Path):
 
 def test_the_notebook_make_push_lite_pushes_carries_the_shipped_checkpoints_recipe():
     notebook = nbformat.read(build_kernel("lite") / "lite.ipynb", as_version=4)
-    params = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    values = {
-        n.targets[0].id: ast.literal_eval(n.value)
-        for n in ast.parse(params.source).body
-        if isinstance(n, ast.Assign)
-    }
+    values = parameter_values(notebook.cells)
     assert values["recipe"] == "lite" and values["overrides"] == {}
     shipped = tomllib.loads(library_files(notebook)["recipes/lite.toml"])
     shipped.pop("kernel")

@@ -4,20 +4,17 @@ before, each 30 s chunk restarted the GRUs from zero and differed by up to 0.13)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ONE_THREAD, run_common
 
 from common.audio import SAMPLE_RATE, list_audio, load_audio
 from common.checkpoint import SHIPPED_CHECKPOINT
 from common.enhance import DEFAULT_CHUNK_SECONDS
 
-REPO = Path(__file__).resolve().parents[1]
 LONG_SECONDS = 75  # longer than two default chunks
 SHORT_CHUNK = 10.0
 TOLERANCE = 2e-4  # float rounding of onnxruntime against PyTorch
@@ -45,13 +42,7 @@ def _long_noisy_file(shared_data: Path, out: Path) -> Path:
 
 
 def _cli(*args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "common", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    proc = run_common(*args, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, run_common, run_python
 from scipy.signal import correlate, lfilter
 
 from common.audio import SAMPLE_RATE, load_audio, write_audio
@@ -31,7 +30,6 @@ from common.remix import (
 from common.run import prepare_data
 from common.synthetic import synth_noise, synth_speech
 
-REPO = Path(__file__).resolve().parents[1]
 SR = SAMPLE_RATE
 
 
@@ -206,8 +204,7 @@ def fake_corpus(root: Path) -> Path:
 
 
 def make_pairs(data_root: Path, out: Path) -> subprocess.CompletedProcess:
-    command = ["-m", "common", "data", "make-pairs", "--data", str(data_root), "--out", str(out)]
-    return subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
+    return run_common("data", "make-pairs", "--data", str(data_root), "--out", str(out))
 
 
 def test_make_pairs_writes_the_kaggle_layout_that_both_paired_sources_read(tmp_path) -> None:
@@ -263,14 +260,14 @@ def test_make_smoke_remixes_the_synthetic_pairs_and_reports_the_counts(name: str
 def test_on_kaggle_your_uploaded_speech_and_noise_win_even_if_left_zipped(tmp_path, monkeypatch):
     import shutil
 
-    import common.run
+    import common.kaggle_paths
 
     data_root = fake_corpus(tmp_path / "data")
     mount = tmp_path / "input" / "datasets" / "you" / "lse-speech-noise"
     mount.mkdir(parents=True)
     for name in ("speech", "noise"):  # as `make upload-data` uploads them (`kaggle ... -r zip`)
         shutil.make_archive(str(mount / name), "zip", data_root / name)
-    monkeypatch.setattr(common.run, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(common.kaggle_paths, "KAGGLE_INPUT", tmp_path / "input")
     monkeypatch.setenv("SHARED_DATA", str(tmp_path / "absent"))
     cfg = apply_overrides(load_recipe("lite-v2"), {"data.exclude_noncommercial": False})
     with warnings.catch_warnings():
@@ -282,14 +279,10 @@ def test_on_kaggle_your_uploaded_speech_and_noise_win_even_if_left_zipped(tmp_pa
 
 def test_the_loader_benchmark_prints_every_source_against_the_gpu(tmp_path: Path) -> None:
     data_root = fake_corpus(tmp_path / "data")
-    proc = subprocess.run(
-        [sys.executable, "-m", "scripts.bench_loader", "--data", str(data_root)]
-        + ["--pairs", str(tmp_path / "pairs"), "--items", "5", "--segment", "1"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-    )
+    proc = run_python(
+        "-m", "scripts.bench_loader", "--data", str(data_root), "--pairs", str(tmp_path / "pairs"),
+        "--items", "5", "--segment", "1", cwd=tmp_path,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and "source" not in ln]
     assert [r.split(" | ")[0] for r in rows] == ["| remix (paired corpus, residual noise)",

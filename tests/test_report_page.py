@@ -10,11 +10,11 @@ import csv
 import itertools
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, run_python
 
 from common.metric_names import METRIC_NAMES
 from common.report.compare import (
@@ -26,8 +26,6 @@ from common.report.compare import (
 from common.report.runs import load_local_run, load_runs
 from common.report.tables import left_out_html
 from common.stats import CI_LEVEL, bootstrap_ci, paired_difference
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write_run(
@@ -227,8 +225,6 @@ def test_report_notebook_is_not_a_kaggle_notebook():
     from builders.build import LOCAL_NOTEBOOKS, notebook_names
 
     assert "report" in LOCAL_NOTEBOOKS and "report" not in notebook_names(REPO)
-    proc = subprocess.run(
-        [sys.executable, "-m", "builders.build", "report"], cwd=REPO, capture_output=True, text=True
-    )
+    proc = run_python("-m", "builders.build", "report")
     assert proc.returncode == 0, proc.stderr
     assert "report.ipynb: local notebook" in proc.stdout

@@ -6,11 +6,10 @@ cell, and the same listening examples saved by every run. Plus the progress line
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import nbformat
 import pytest
+from conftest import run_python
 
 from builders.build import REPO
 from builders.smoke import SMOKE_DIR, smoke_names
@@ -102,7 +101,7 @@ def test_progress_outside_a_terminal_is_a_few_plain_lines():
         "bar.close()\n"
         "print(sum(progress(range(3), desc='files')))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    proc = run_python("-c", code)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("epoch 1/2: 1/4 step (25%), 0:00 elapsed")

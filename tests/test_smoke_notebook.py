@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import code_notebook
 
 from builders.build import build_notebook
 from builders.smoke import (
@@ -28,14 +29,6 @@ def kernel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kernel")
     with isolated_kernel(tmp) as name:
         yield name, tmp
-
-
-def code_notebook(path: Path, *sources: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def test_kernel_cannot_import_common_and_errors_name_the_cell(kernel, tmp_path: Path) -> None:
@@ -72,7 +65,7 @@ def test_built_example_runs_without_the_repository(kernel, tmp_path: Path) -> No
     summary = json.loads((out / "summary.json").read_text())
     # The example computes its own PESQ/STOI/ESTOI/SI-SDR only (no DNSMOS: it imports no metrics).
     assert check_summary(summary, METRIC_NAMES) == []
-    assert summary["build"]["source"] == "notebooks_src/_example.py"
+    assert summary["build"]["source"] == "tests/notebooks/_example.py"
     assert len(summary["build"]["sources_sha256"]) == 64
     html = render_html(executed).read_text()
     assert "<html" in html[:500].lower()

@@ -4,12 +4,11 @@ from the first sample to the last, on signals as they come (no added silence).""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_common
 
 from common.audio import istft, stft
 from common.config import StftConfig
@@ -148,8 +147,7 @@ def test_the_streaming_onnx_export_equals_the_pytorch_stream(cfg: StftConfig, tm
     model = random_lite(cfg)
     ckpt = save_model_checkpoint(tmp_path / "lite.pt", model, stft=cfg)
     out = tmp_path / "stream.onnx"
-    cmd = ["-m", "common", "export", "--ckpt", str(ckpt), "--out", str(out), "--streaming"]
-    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True)
+    done = run_common("export", "--ckpt", str(ckpt), "--out", str(out), "--streaming")
     assert done.returncode == 0, done.stderr
     assert "streaming" in done.stdout and out.is_file()
     wav = synthetic_speech(1.0)
@@ -159,10 +157,7 @@ def test_the_streaming_onnx_export_equals_the_pytorch_stream(cfg: StftConfig, tm
     np.testing.assert_allclose(stream.process_signal(wav), expected, atol=1e-5)
     # A stateless export is not a stream; the error names the command that makes one.
     stateless = tmp_path / "offline.onnx"
-    subprocess.run(
-        [sys.executable, "-m", "common", "export", "--ckpt", str(ckpt), "--out", str(stateless)],
-        check=True,
-        capture_output=True,
-    )
+    offline = run_common("export", "--ckpt", str(ckpt), "--out", str(stateless))
+    assert offline.returncode == 0, offline.stderr
     with pytest.raises(UserError, match="not a streaming export.*--streaming"):
         load_onnx_stream(stateless)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_common
 from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
 
 import common.budget as budget_mod
@@ -276,41 +277,28 @@ def test_bad_settings_are_one_line_errors(tmp_path):
 
 @pytest.mark.slow  # three CLI processes (~15 s)
 def test_cli_trains_on_synthetic_data_and_resumes(tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "run"
-    base = [sys.executable, "-m", "common", "train", "--model", "lite", "--data", "synthetic"]
+    base = ["train", "--model", "lite", "--data", "synthetic"]
     base += ["--out", str(out), "--batch-size", "4", "--segment-seconds", "1", "--workers", "0"]
     base += ["--model-config", "width=16", "--model-config", "n_blocks=1", "--no-progress"]
-    first = subprocess.run(base + ["--max-steps", "2"], capture_output=True, text=True)
+    first = run_common(*base, "--max-steps", "2")
     assert first.returncode == 0, first.stderr
     assert "alignment check" in first.stdout and "stopped: max_steps" in first.stdout
-    again = subprocess.run(
-        base + ["--max-steps", "4", "--resume", str(out / "last.pt")],
-        capture_output=True,
-        text=True,
-    )
+    again = run_common(*base, "--max-steps", "4", "--resume", str(out / "last.pt"))
     assert again.returncode == 0, again.stderr
     assert load_checkpoint(out / "last.pt")["step"] == 4
-    bad = subprocess.run(base + ["--model-config", "colour=7"], capture_output=True, text=True)
+    bad = run_common(*base, "--model-config", "colour=7")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "colour" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
-    bad = subprocess.run(base + ["--set", "train.optimizer=sgd"], capture_output=True, text=True)
+    bad = run_common(*base, "--set", "train.optimizer=sgd")
     assert bad.returncode == 2 and "optimizer='sgd': use one of adam, adamw" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
     # --resume names what changed: what may change goes on, what may not is refused.
-    more = subprocess.run(
-        base + ["--max-steps", "5", "--resume", str(out / "last.pt")],
-        capture_output=True,
-        text=True,
-    )
+    more = run_common(*base, "--max-steps", "5", "--resume", str(out / "last.pt"))
     assert more.returncode == 0, more.stderr
     assert "resuming with changed settings: train.max_steps 4 -> 5" in more.stderr
     other = base + ["--max-steps", "6", "--resume", str(out / "last.pt")]
-    refused = subprocess.run(
-        [*other, "--batch-size", "2", "--n-fft", "256"], capture_output=True, text=True
-    )
+    refused = run_common(*other, "--batch-size", "2", "--n-fft", "256")
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
     assert "--resume cannot change" in refused.stderr
     assert "stft.n_fft 512 -> 256" in refused.stderr
@@ -320,21 +308,18 @@ def test_cli_trains_on_synthetic_data_and_resumes(tmp_path):
 
 @pytest.mark.slow  # two CLI processes (~10 s)
 def test_cli_trains_the_low_latency_stft(tmp_path):
-    import subprocess
-    import sys
-
     from common.models.lite import LOW_LATENCY_STFT
 
     out = tmp_path / "run"
-    base = [sys.executable, "-m", "common", "train", "--model", "lite", "--data", "synthetic"]
+    base = ["train", "--model", "lite", "--data", "synthetic"]
     base += ["--out", str(out), "--batch-size", "4", "--segment-seconds", "1", "--workers", "0"]
     base += ["--n-fft", "128", "--stft-hop", "64", "--no-progress", "--max-steps", "1"]
     low = ["--model-config", "erb_low=17", "--model-config", "erb_bands=16"]
-    run = subprocess.run(base + low, capture_output=True, text=True)
+    run = run_common(*base, *low)
     assert run.returncode == 0, run.stderr
     state = load_checkpoint(out / "last.pt")  # n_freq followed --n-fft; STFT stored with it
     assert state["stft"] == LOW_LATENCY_STFT.to_dict() and state["model_config"]["n_freq"] == 65
-    bad = subprocess.run(base + ["--model-config", "n_freq=257"], capture_output=True, text=True)
+    bad = run_common(*base, "--model-config", "n_freq=257")
     assert bad.returncode == 2 and "stft.n_fft=128" in bad.stderr  # the setting, by name
     assert bad.stderr.strip().count("\n") == 0
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from common.alignment import ALIGNED_CORRELATION, PAIR_MIN_CORRELATION, check_alignment
 from common.checks import number_arg, path_arg, seed_arg, whole_arg
+from common.cli import add_command
 from common.corpus import real_corpus_splits
 from common.errors import UserError
 from common.fixed_mixtures import make_paired_corpus, make_testset
@@ -105,7 +106,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `data extract | make-synthetic | make-testset | make-pairs | check`."""
-    parser = sub.add_parser("data", help="prepare and check data", description=__doc__)
+    parser = add_command(sub, "data", __doc__, raw=False)
     commands = parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     p = commands.add_parser(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from common.checks import path_arg
+from common.cli import add_command
 from common.enhance import (
     DEFAULT_CHUNK_SECONDS,
     MAX_CHUNK_SECONDS,
@@ -100,12 +101,7 @@ def run_enhance(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "enhance",
-        help="enhance audio files with a checkpoint",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "enhance", __doc__)
     p.add_argument("--ckpt", type=path_arg, help="best.pt / last.pt written by `train`")
     p.add_argument(
         "--onnx", type=path_arg, help="a model exported by `python -m common export` (fp32 or int8)"

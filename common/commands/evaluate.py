@@ -32,6 +32,7 @@ import numpy as np
 
 from common.audio import SAMPLE_RATE, list_audio, load_audio
 from common.checks import path_arg, whole_arg
+from common.cli import add_command
 from common.errors import UserError
 from common.evaluation import EvalItem, evaluate_pairs, summary_table, write_results
 from common.pairs import audio_root, discover_pairs, find_pair_dirs
@@ -226,12 +227,7 @@ def write_run_summary(args: argparse.Namespace, summary: dict, seconds: float) -
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "evaluate",
-        help="PESQ/STOI/ESTOI/SI-SDR against clean files, and DNSMOS (also without them)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(sub, "evaluate", __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--pairs",

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from common.checks import path_arg
+from common.cli import add_command
 from common.errors import UserError
 
 
@@ -56,12 +57,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a checkpoint to ONNX (fp32 or int8)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "export", __doc__)
     p.add_argument(
         "--ckpt",
         type=path_arg,

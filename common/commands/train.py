@@ -30,7 +30,7 @@ from typing import Any
 
 from common.checkpoint import load_checkpoint, run_files
 from common.checks import SettingError, path_arg, show, whole_arg
-from common.cli import FLAG_FIELDS, option_for
+from common.cli import FLAG_FIELDS, add_command, option_for
 from common.config import (
     LossConfig,
     RunConfig,
@@ -212,12 +212,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "train", __doc__)
     p.add_argument(
         "--recipe",
         type=path_arg,

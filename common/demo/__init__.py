@@ -2,7 +2,7 @@
 optionally gate non-speech with the VAD, and see spectrograms, the VAD timeline, the processing
 time and, given a clean reference, PESQ / STOI / SI-SDR.
 
-`python -m common.demo [--ckpt checkpoints/lite-dev.pt]` serves it on 127.0.0.1 and prints the
+`python -m common.demo [--ckpt checkpoints/lite-v2.pt]` serves it on 127.0.0.1 and prints the
 URL. `DemoEngine` is the part without a UI (tested directly); `build_demo_app` wraps it.
 """
 

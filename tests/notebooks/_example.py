@@ -78,7 +78,7 @@ for _ in range(max_test_pairs):
         )
 
 # %%
-metric_names = ("pesq", "stoi", "estoi", "si_sdr")
+from common.metric_names import METRIC_NAMES as metric_names
 
 
 def stats(values: list[float]) -> dict:
