@@ -52,13 +52,20 @@ def _stem_key(relative: str | Path) -> str:
     return Path(relative).with_suffix("").as_posix()
 
 
-def _enhanced_by_key(enhanced_dir: Path) -> dict[str, Path]:
-    if not enhanced_dir.is_dir():
-        raise UserError(f"--enhanced {enhanced_dir}: folder not found; check the path")
-    root = audio_root(enhanced_dir)
+def _audio_files(folder: Path, option: str) -> tuple[Path, list[Path]]:
+    """The audio root of the folder `option` names and the WAV/FLAC files below it (at least
+    one)."""
+    if not folder.is_dir():
+        raise UserError(f"{option} {folder}: folder not found; check the path")
+    root = audio_root(folder)
     files = list_audio(root)
     if not files:
-        raise UserError(f"--enhanced {enhanced_dir}: no .wav/.flac files; check the path")
+        raise UserError(f"{option} {folder}: no .wav/.flac files; check the path")
+    return root, files
+
+
+def _enhanced_by_key(enhanced_dir: Path) -> dict[str, Path]:
+    root, files = _audio_files(enhanced_dir, "--enhanced")
     return {_stem_key(p.relative_to(root)): p for p in files}
 
 
@@ -86,12 +93,7 @@ def build_eval_items(pairs_dir: Path, enhanced_dir: Path | None) -> list[EvalIte
 
 def build_noisy_only_items(noisy_dir: Path, enhanced_dir: Path | None) -> list[EvalItem]:
     """One EvalItem without a clean reference per WAV/FLAC file below `noisy_dir`."""
-    if not noisy_dir.is_dir():
-        raise UserError(f"--noisy-only {noisy_dir}: folder not found; check the path")
-    root = audio_root(noisy_dir)
-    files = list_audio(root)
-    if not files:
-        raise UserError(f"--noisy-only {noisy_dir}: no .wav/.flac files; check the path")
+    root, files = _audio_files(noisy_dir, "--noisy-only")
     items = [EvalItem(p.relative_to(root).as_posix(), clean=None, noisy=p) for p in files]
     return _with_enhanced(items, enhanced_dir)
 
