@@ -222,6 +222,7 @@ class DataConfig:
     snr_db: tuple[float, float] = (5.0, 20.0)  # mix
     exclude_noncommercial: bool = False  # mix: leave out sources a shipped model may not use
     babble_prob: float = 0.0  # mix: share of training mixtures with babble (other talkers) as noise
+    augment_prob: float = 0.0  # mix: share of training speech crops changed by common.augment
 
     def __post_init__(self) -> None:
         """Every field finite and in its range (common.checks)."""
@@ -242,6 +243,7 @@ class DataConfig:
             raise SettingError("data.snr_db", self.snr_db, "LOW must not exceed HIGH")
         flag("data.exclude_noncommercial", self.exclude_noncommercial)
         number("data.babble_prob", self.babble_prob, 0, 1)
+        number("data.augment_prob", self.augment_prob, 0, 1)
 
 
 DATA_SOURCES = ("kaggle", "mix", "remix", "synthetic")

@@ -23,6 +23,7 @@ from common.audio import (
     load_audio,
     read_segment,
 )
+from common.augment import augment_item
 from common.errors import UserError
 
 
@@ -38,10 +39,14 @@ class MixConfig:
     # training speech summed (speech-like noise, the hardest kind, absent from the noise folders).
     babble_prob: float = 0.0
     babble_talkers: tuple[int, int] = (3, 6)  # fewest, most talkers in one babble
+    # Training only: the share of speech crops changed by common.augment (speed, EQ, bandwidth,
+    # room) before mixing; the changed crop is the target too.
+    augment_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.babble_prob <= 1.0:
-            raise UserError(f"MixConfig.babble_prob={self.babble_prob}: use a value in 0..1")
+        for name in ("babble_prob", "augment_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"MixConfig.{name}={getattr(self, name)}: use a value in 0..1")
         if not 2 <= self.babble_talkers[0] <= self.babble_talkers[1]:
             raise UserError(
                 f"MixConfig.babble_talkers={self.babble_talkers}: need 2 <= fewest <= most"
@@ -211,6 +216,8 @@ class MixingDataset(torch.utils.data.Dataset):
         snr = float(rng.uniform(*self.cfg.snr_db))
         level = float(rng.uniform(*self.cfg.level_db))
         speech_file, speech = self._draw(rng, self.speech, self.speech_frames, loop=False)
+        if self.train and self.cfg.augment_prob > 0:  # its own generator: other draws unchanged
+            speech = augment_item(speech, np.random.default_rng([*seed, 1]), self.cfg, self.sr)
         # No extra draw without babble: the items of earlier runs stay exactly as they were.
         babble = self.train and self.cfg.babble_prob > 0 and rng.random() < self.cfg.babble_prob
         # Drawn even when babble replaces it, so that the talkers come from the same stream of

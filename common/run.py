@@ -196,6 +196,7 @@ def _mix_config(cfg: RunConfig) -> MixConfig:
         segment_seconds=d.segment_seconds,
         seed=cfg.train.seed,
         babble_prob=d.babble_prob,
+        augment_prob=d.augment_prob,
     )
 
 

@@ -24,8 +24,8 @@ def noisy_spec(n_samples: int, cfg: StftConfig = StftConfig(), batch: int = 2) -
     return stft(0.1 * torch.randn(batch, n_samples, generator=gen), cfg)
 
 
-def test_registry_lists_the_four_models() -> None:
-    assert set(model_names()) == {"crn", "transformer", "dpt", "lite"}
+def test_registry_lists_the_models() -> None:
+    assert set(model_names()) == {"crn", "transformer", "dpt", "lite", "lite-sb"}
 
 
 @pytest.mark.parametrize("name", sorted(SEED_PARAMS))
@@ -74,7 +74,7 @@ def test_a_spectrum_from_another_stft_is_refused() -> None:
 
 
 def test_unknown_names_and_keys_are_one_line_errors() -> None:
-    with pytest.raises(UserError, match="crn, dpt, lite, transformer") as err:
+    with pytest.raises(UserError, match="crn, dpt, lite, lite-sb, transformer") as err:
         build_model("unet")
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="widht"):

@@ -15,6 +15,7 @@ from common.errors import UserError
 from common.models.crn import CRN, CRNConfig
 from common.models.dpt import DPT, DPTConfig
 from common.models.lite import LiteConfig, LiteNet
+from common.models.subband import LiteSubbandConfig, LiteSubbandNet
 from common.models.transformer import ShallowTransformer, TransformerConfig
 
 MODEL_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
@@ -22,6 +23,7 @@ MODEL_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
     "transformer": (ShallowTransformer, TransformerConfig),
     "dpt": (DPT, DPTConfig),
     "lite": (LiteNet, LiteConfig),
+    "lite-sb": (LiteSubbandNet, LiteSubbandConfig),
 }
 
 

@@ -152,7 +152,7 @@ class DualPathBlock(nn.Module):
     it runs all bands at once, where a GRU would step through them one by one in every frame.
     """
 
-    def __init__(self, cfg: LiteConfig) -> None:
+    def __init__(self, cfg: LiteConfig, n_bands: int) -> None:
         super().__init__()
         w = cfg.width
         self.freq_norm = nn.LayerNorm(w)
@@ -189,6 +189,7 @@ def _up(cin: int, cout: int, kernel_f: int) -> nn.ConvTranspose2d:
 
 class LiteNet(nn.Module):
     name = "lite"
+    block_cls: type[nn.Module] = DualPathBlock  # built as block_cls(cfg, bands at the blocks)
 
     def __init__(self, cfg: LiteConfig | None = None) -> None:
         super().__init__()
@@ -205,7 +206,9 @@ class LiteNet(nn.Module):
         self.enc2 = CausalTimeConv2d(c1, w, (cfg.time_kernel, 3), stride_f=2, causal=cfg.causal)
         self.enc2_act = nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w))
         self.band_pos = nn.Parameter(torch.zeros(1, 1, self.n_low_res, w))  # which band is which
-        self.blocks = nn.ModuleList(DualPathBlock(cfg) for _ in range(cfg.n_blocks))
+        self.blocks = nn.ModuleList(
+            self.block_cls(cfg, self.n_low_res) for _ in range(cfg.n_blocks)
+        )
         self.dec2 = nn.Sequential(_up(w, c1, 3), nn.BatchNorm2d(c1), nn.PReLU(c1))
         self.dec1 = _up(c1, 2, 5)
 
