@@ -56,6 +56,7 @@ bench: setup
 	$(PY) -m scripts.bench_export --ckpt $(CKPT) --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_loader --data $(SHARED_DATA)
 	$(PY) -m scripts.bench_dnsmos --data $(SHARED_DATA)
+	$(PY) -m scripts.bench_scaling --data $(SHARED_DATA)
 
 testset: setup
 	$(PY) -m common data make-testset --data $(SHARED_DATA) --out build/testset

@@ -58,6 +58,16 @@ def frames_at_rate(info: sf._SoundFileInfo, sr: int) -> int:
     return int(info.frames) if info.samplerate == sr else int(info.frames * sr / info.samplerate)
 
 
+def open_audio(path: str | Path) -> sf.SoundFile:
+    """An audio file opened for reading (header parsed, nothing decoded): `audio_info`'s one-line
+    errors, and the file is opened once where its header and samples are both needed."""
+    path = Path(path)
+    try:
+        return sf.SoundFile(str(path))
+    except Exception as exc:  # soundfile raises several types for bad files
+        raise _open_error(path, exc) from None
+
+
 def _check_samples(wav: np.ndarray, path: Path | str) -> np.ndarray:
     if wav.size == 0:
         raise AudioError(f"{path}: contains no samples; re-export it or remove it")

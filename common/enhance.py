@@ -45,9 +45,9 @@ from common.audio import (
     AUDIO_EXTENSIONS,
     AudioError,
     StftConfig,
-    audio_info,
     istft,
     list_audio,
+    open_audio,
     resample,
     stft,
 )
@@ -386,11 +386,14 @@ def _output_subtype(src_subtype: str, dst: Path) -> str:
 def _enhanced_writer(enhancer: Enhancer, src: Path, dst: Path) -> Callable[[BinaryIO], None]:
     """Enhance `src`; returns the function that writes the result in `dst`'s format (the same
     rate, length, channels and, where `dst`'s format allows it, sample format as `src`)."""
-    info = audio_info(src)  # one-line AudioError for unreadable files
-    try:
-        wav, sr = sf.read(str(src), dtype="float32")
-    except Exception as exc:
-        raise AudioError(f"{src}: could not decode ({type(exc).__name__}); re-export it") from None
+    with open_audio(src) as f:  # one open per file; one-line AudioError for unreadable files
+        src_subtype, sr = f.subtype, f.samplerate
+        try:
+            wav = f.read(dtype="float32")
+        except Exception as exc:
+            raise AudioError(
+                f"{src}: could not decode ({type(exc).__name__}); re-export it"
+            ) from None
     if wav.shape[0] == 0:
         raise AudioError(f"{src}: contains no samples; remove it")
     if not np.all(np.isfinite(wav)):
@@ -400,7 +403,7 @@ def _enhanced_writer(enhancer: Enhancer, src: Path, dst: Path) -> Callable[[Bina
     out = enhancer.enhance(wav, sr)
     if not np.all(np.isfinite(out)):
         raise AudioError(f"{src}: the model produced NaN/inf samples; the checkpoint is broken")
-    subtype, fmt = _output_subtype(info.subtype, dst), _SOUNDFILE_FORMATS[dst.suffix.lower()]
+    subtype, fmt = _output_subtype(src_subtype, dst), _SOUNDFILE_FORMATS[dst.suffix.lower()]
     return lambda f: sf.write(f, np.clip(out, -1.0, 1.0), sr, subtype=subtype, format=fmt)
 
 
