@@ -4,11 +4,16 @@ line it up, if any."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from common.audio import SAMPLE_RATE, load_audio
 from common.checks import number
 from common.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 # Mean noisy/clean correlation of aligned pairs in the team's Kaggle data (0.86); independent
 # crops gave ~0.
@@ -59,7 +64,9 @@ def misalignment(
     return f"{why}; no shift lines them up: not the same recording"
 
 
-def check_alignment(dataset, n_pairs: int = 32, min_corr: float = PAIR_MIN_CORRELATION) -> float:
+def check_alignment(
+    dataset: torch.utils.data.Dataset, n_pairs: int = 32, min_corr: float = PAIR_MIN_CORRELATION
+) -> float:
     """Mean noisy/clean correlation over up to `n_pairs` items; UserError naming every implausible
     pair, or when the mean is implausibly low.
 

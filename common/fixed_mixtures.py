@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ def _write_mixtures(
     noisy_dir: Path,
     clean_dir: Path,
     n_items: int,
-    snr_of,
+    snr_of: Callable[[int, np.random.Generator], float],
     level_db: tuple[float, float],
     rng: np.random.Generator,
     each_once: bool = False,

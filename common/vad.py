@@ -93,7 +93,7 @@ class VadResult:
 
 
 @functools.lru_cache(maxsize=1)
-def load_vad_model():
+def load_vad_model() -> object:
     """Silero's sequence ONNX model from the installed package (cached per process)."""
     import importlib.util
 
