@@ -20,7 +20,7 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -104,28 +104,96 @@ def set_usual_permissions(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+# Test hook: called with the stage ("written", "synced", "published") and the file at each point
+# of a write, so a test can kill the writer there (tests/test_run_store.py); None in normal use.
+_fault: Callable[[str, Path], None] | None = None
+
+
+def _at(stage: str, path: Path) -> None:
+    if _fault is not None:
+        _fault(stage, path)
+
+
+def _check_mode(mode: str) -> None:
+    if "w" not in mode:
+        raise ValueError(f"atomic write mode {mode!r}: a write mode ('w' or 'wb') is needed")
+
+
+def _temporary(path: Path) -> tuple[int, Path]:
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp_name)
+
+
+def _seal(f: IO, tmp: Path) -> None:
+    """Flush and make durable (fsync): after a power cut the target holds the whole file or
+    nothing, never an empty file a later run would keep as done."""
+    f.flush()
+    _at("written", tmp)
+    os.fsync(f.fileno())
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> bool:
+    """Give the sealed temporary its name in one step; False when `path` exists and may not be
+    replaced (the hard link refuses an existing name, so concurrent writers never splice)."""
+    _at("synced", tmp)
+    set_usual_permissions(tmp)
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: check, then rename
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+    _at("published", path)
+    return True
+
+
+def write_atomically(
+    path: str | Path,
+    write: Callable[[IO], None],
+    *,
+    mode: str = "wb",
+    overwrite: bool = True,
+    **open_kwargs: Any,
+) -> bool:
+    """The atomic writer: `write(f)` fills a temporary file beside `path`, which is sealed and
+    moved into place. With `overwrite` it replaces `path`; without, an existing `path` is kept
+    (returns False). The temporary is removed on any error, which is re-raised. The folder must
+    exist: `atomic_write` creates it and tidies leftovers; `common.enhance` does that once per
+    folder (a concurrent run's temporaries are its own)."""
+    _check_mode(mode)
+    path = Path(path)
+    fd, tmp = _temporary(path)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            write(f)
+            _seal(f, tmp)
+        return _publish(tmp, path, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file for writing; on leaving the block without an error, flush it to
-    disk and rename it over `path` (its folder is created). On an error, `path` is untouched.
+    """`write_atomically` as a block, replacing `path` (its folder is created and killed
+    writers' leftovers in it removed). On an error inside the block, `path` is untouched.
 
         with atomic_write(out / "summary.json") as f:
             json.dump(summary, f)
     """
-    if "w" not in mode:
-        raise ValueError(f"atomic_write mode {mode!r}: a write mode ('w' or 'wb') is needed")
+    _check_mode(mode)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        set_usual_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+            _seal(f, tmp)
+        _publish(tmp, path, overwrite=True)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise

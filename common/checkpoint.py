@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,6 @@ CHECKPOINT_FORMAT = "speech-enhancement-checkpoint"
 CHECKPOINT_VERSION = 1
 # Keys every model checkpoint written by the trainer has; `load_checkpoint` checks them.
 CHECKPOINT_REQUIRED_KEYS = ("format", "model_name", "model_config", "stft", "model")
-# What a training run writes into its folder (the trainer, and `summary.json` from the notebooks):
-# a folder holding any of these holds a run, which `train` only continues or replaces when told.
-RUN_FILE_PATTERNS = ("last.pt", "best.pt", "epoch_*.pt", "history.json", "summary.json")
 
 
 def plain(value: Any) -> Any:
@@ -150,70 +146,4 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint format version {state['format_version']} is newer than this "
             f"code understands ({CHECKPOINT_VERSION}); update the code"
         )
-    return state
-
-
-def run_files(folder: str | Path) -> list[Path]:
-    """The files of an earlier training run in `folder` (empty when there is none)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted({p for pattern in RUN_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
-
-
-def _same_run_later(state: dict, other: dict) -> bool:
-    # `other` continues `state`: same model, more steps, and `state`'s history as its beginning.
-    history = list(state.get("history") or [])
-    return (
-        other.get("model_name") == state.get("model_name")
-        and other.get("model_config") == state.get("model_config")
-        and int(other.get("step", -1)) > int(state.get("step", -1))
-        and list(other.get("history") or [])[: len(history)] == history
-    )
-
-
-def _holds_best_weights(state: dict) -> bool:
-    # After a completed epoch that set a new best, the state's weights are the best ones.
-    best = state.get("best_epoch")
-    return best is not None and best == state.get("epoch") and not state.get("samples_in_epoch")
-
-
-def load_resume_state(path: str | Path, *, repair: bool = True) -> dict:
-    """The state to continue from `path` (normally OUT/last.pt), with its run's set made whole.
-
-    One save writes best.pt (and epoch_NNN.pt) first and last.pt last, each atomically; a kill in
-    between leaves best.pt one save ahead of last.pt. That best.pt is the complete state the save
-    was writing, so the run continues from it and (with `repair`) last.pt is rewritten from it.
-    A folder written the other way round (last.pt first) can leave last.pt naming a best epoch
-    whose weights only it holds: best.pt is rewritten from last.pt. Only one process of a
-    data-parallel group should pass `repair=True`; every process reads the same state.
-    """
-    path = Path(path)
-    state = load_checkpoint(path)
-    best_path = path.parent / "best.pt"
-    # Only last.pt is checked: resuming from an older epoch_NNN.pt on purpose is not a fault.
-    if path.name != "last.pt" or not best_path.is_file():
-        return state
-    try:
-        best = load_checkpoint(best_path)
-    except UserError as exc:
-        warnings.warn(f"{exc}; not used to check {path}", stacklevel=2)
-        return state
-    if _same_run_later(state, best):
-        warnings.warn(
-            f"{path}: {best_path.name} is one save ahead (step {best['step']} > {state['step']}): "
-            f"the last save was interrupted; continuing from {best_path.name}",
-            stacklevel=2,
-        )
-        if repair:
-            save_checkpoint(path, best)
-        return best
-    if _holds_best_weights(state) and best.get("best_epoch") != state["best_epoch"]:
-        warnings.warn(
-            f"{best_path}: holds epoch {best.get('best_epoch')}, not the best epoch "
-            f"{state['best_epoch']} that {path.name} names; rewritten from {path.name}",
-            stacklevel=2,
-        )
-        if repair:
-            save_checkpoint(best_path, state)
     return state

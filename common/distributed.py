@@ -51,6 +51,22 @@ class DistInfo:
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    def device(self, requested: str) -> torch.device:
+        """This process's device: its own GPU in a data-parallel group, else `requested`
+        ("auto", "cpu" or "cuda", as `common.env.select_device` chooses)."""
+        from common.env import select_device
+
+        if self.enabled and torch.cuda.is_available() and requested != "cpu":
+            return torch.device("cuda", self.local_rank)
+        device = select_device(requested)
+        return (
+            torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" else device
+        )
+
+    def collective_device(self, device: torch.device) -> torch.device:
+        """Where reductions run: NCCL reduces CUDA tensors only; gloo takes CPU tensors."""
+        return device if device.type == "cuda" and self.enabled else torch.device("cpu")
+
 
 def dist_info() -> DistInfo:
     """The current process group's layout, or a single-process `DistInfo`."""

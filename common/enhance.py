@@ -40,7 +40,8 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from common.atomic import remove_stale_temp_files, set_usual_permissions, temp_prefix
+from common.atomic import remove_stale_temp_files, temp_prefix
+from common.atomic import write_atomically as write_whole
 from common.audio import (
     AUDIO_EXTENSIONS,
     AudioError,
@@ -340,42 +341,13 @@ def prepare_output_folder(dst: str | Path) -> None:
 def write_atomically(
     dst: str | Path, write: Callable[[BinaryIO], None], *, overwrite: bool = False
 ) -> bool:
-    """Write a file through `write(f)` to a temporary name in `dst`'s folder, then move it into
-    place in one step: a kill never leaves a partial file under `dst`, and concurrent writers
-    never splice their files. Without `overwrite` an existing `dst` is kept (returns False)."""
-    dst = Path(dst)
-    # No tidying here: `enhance_path` removes killed runs' leftovers once per folder, and a
-    # concurrent run's temporaries are its own (common.atomic.remove_stale_temp_files).
+    """`common.atomic.write_atomically` without overwriting by default (an existing `dst`, e.g.
+    another run's output, is kept: returns False), its OS errors as one line naming `dst`.
+    No tidying here: `enhance_path` removes killed runs' leftovers once per folder."""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(dst), suffix=".tmp", dir=dst.parent)
+        return write_whole(dst, write, overwrite=overwrite)
     except OSError as exc:
-        raise UserError(_cannot_write(dst, exc)) from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            # Durable before it gets its name: after a power cut `dst` holds the whole file or
-            # nothing, never the empty file a later run would keep as done (a kill needs no
-            # fsync; a crash does). enhance_path runs this on a writer thread, off the model's way.
-            os.fsync(f.fileno())
-        set_usual_permissions(tmp)
-        if overwrite:
-            os.replace(tmp, dst)
-            return True
-        try:
-            os.link(tmp, dst)  # atomic, and refuses an existing dst (e.g. another run's output)
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links: check, then rename
-            if dst.exists():
-                return False
-            os.replace(tmp, dst)
-        return True
-    except OSError as exc:
-        raise UserError(_cannot_write(dst, exc)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise UserError(_cannot_write(Path(dst), exc)) from None
 
 
 def _output_subtype(src_subtype: str, dst: Path) -> str:

@@ -1,14 +1,15 @@
-"""The steps every notebook runs, so that notebook sources stay thin and read top to bottom:
-the run's configuration (a recipe with overrides), the environment and time budget, training
-through `common.run` (the same path as `python -m common train`), evaluation on the test pairs
-from real waveforms, example figures, and the run's `summary.json`."""
+"""The steps every notebook shares, so that notebook sources stay thin and read top to bottom:
+the run's configuration (a recipe with overrides), the environment and time budget, evaluation
+on the test pairs from real waveforms, example figures, and the run's `summary.json` (written
+atomically, as every file of a run, by `common.run_store`). The training notebook's own steps
+are `common.training_steps`; the evaluation notebook's, `common.evaluation_steps`."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ import torch
 
 from common.audio import SAMPLE_RATE
 from common.budget import SessionBudget
-from common.checkpoint import json_safe, load_checkpoint
 from common.checks import SettingError, number, text
 from common.config import (
     MAX_MINUTES,
@@ -24,10 +24,9 @@ from common.config import (
     RunConfig,
     apply_overrides,
     config_dict,
-    config_from_dict,
     load_recipe,
 )
-from common.enhance import load_enhancer, load_model
+from common.enhance import load_enhancer
 from common.env import (
     EnvInfo,
     describe_environment,
@@ -38,14 +37,13 @@ from common.env import (
 from common.errors import UserError
 from common.evaluation import EvalItem, EvalResult, evaluate_pairs, summary_table, write_results
 from common.examples import choose_examples, save_examples
-from common.kaggle_paths import KAGGLE_INPUT, KAGGLE_WORKING, kaggle_input_files
-from common.model_table import model_blocks, model_table
-from common.models import count_parameters
+from common.kaggle_paths import KAGGLE_WORKING
 from common.paired_dataset import PairedDataset
 from common.pairs import AudioPair
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
 from common.provenance import git_head
-from common.run import RunData, check_model, train
+from common.run import RunData, check_model
+from common.run_store import RunStore
 from common.stats import headline
 
 MAX_PROCESSES = 64
@@ -176,81 +174,6 @@ def setup_environment(cfg: RunConfig, session: Session, training: bool = True) -
     )
 
 
-# --------------------------------------------------------------------------------- training
-
-
-def locate_resume_checkpoint(spec: str) -> Path:
-    """The checkpoint to resume from; on Kaggle, where the mount layout has changed over time
-    (`/kaggle/input/<slug>/` vs `/kaggle/input/datasets/<owner>/<slug>/`), the same file name
-    under a folder of the same slug is accepted too."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.is_relative_to(KAGGLE_INPUT) and len(path.parts) > 3:
-        slug = path.parts[3]
-        found = [p for p in kaggle_input_files(path.name) if slug in p.parts]
-        if found:
-            print(f"resume_checkpoint: {spec} not found; using {found[0]}")
-            return found[0]
-    raise UserError(
-        f"resume_checkpoint={spec!r}: file not found; attach the earlier run's output or fix the path"
-    )
-
-
-def run_training(
-    cfg: RunConfig, data: RunData, env: RunEnvironment, session: Session
-) -> tuple[RunConfig, dict]:
-    """Train through `common.run.train` inside the session's budget; returns the configuration
-    as it ran (its `train.max_minutes` capped by what the session has left) and `history.json`."""
-    out_dir = session.out_dir()
-    resume = (
-        locate_resume_checkpoint(session.resume_checkpoint) if session.resume_checkpoint else None
-    )
-    # Training gets what is left of the session less the evaluation's reserve.
-    minutes = env.budget.training_minutes(eval_reserve_minutes(cfg, session))
-    clock = cfg.train.budget_clock
-    if cfg.train.max_minutes is not None and cfg.train.max_minutes <= minutes:
-        minutes = cfg.train.max_minutes  # the recipe's own budget, on its own clock
-    else:
-        # The session's wall clock binds: a CPU-time budget could outlast it (a process waiting
-        # on a GPU uses less CPU time than wall time) and Kaggle would stop the session first.
-        clock = "wall"
-    cfg = replace(cfg, train=replace(cfg.train, max_minutes=round(minutes, 3), budget_clock=clock))
-    print(f"training budget: {minutes:.1f} min")
-    start = time.time()
-    train(cfg, data, out_dir, resume, env.nproc)
-    summary = json.loads((out_dir / "history.json").read_text())
-    print(
-        f"training finished in {time.time() - start:.0f} s: {summary.get('stop_reason')}, "
-        f"best epoch {summary.get('best_epoch')}"
-    )
-    return cfg, summary
-
-
-def show_attention(
-    model: torch.nn.Module, ckpt: Path, clip: np.ndarray, cfg: RunConfig, out_dir: Path
-) -> int:
-    """Per-head attention maps of the trained model on one clip; the number of maps shown (0
-    for a model without attention)."""
-    import matplotlib.pyplot as plt
-
-    from common.attention import capture_attention
-    from common.audio import stft
-    from common.plots import plot_attention_maps
-
-    model.load_state_dict(load_checkpoint(ckpt)["model"])
-    wav = torch.as_tensor(clip[: SAMPLE_RATE * 3]).unsqueeze(0)
-    maps = capture_attention(model.cpu(), stft(wav, cfg.stft))
-    for layer_name, weights in list(maps.items())[:4]:
-        plot_attention_maps(
-            [weights[:1]], title=layer_name, path=out_dir / f"attention_{layer_name}.png"
-        )
-        plt.show()
-    if not maps:
-        print(f"{cfg.model.name} has no attention layers")
-    return min(len(maps), 4)
-
-
 # ------------------------------------------------------------------------------- evaluation
 
 
@@ -364,8 +287,7 @@ def write_run_summary(
     }
     if history is not None:  # an evaluation: the checkpoint's training history (no history.json)
         summary["history"] = history
-    path = out_dir / "summary.json"
-    path.write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+    path = RunStore(out_dir).write_json("summary.json", summary)
     print(f"wrote {path}")
     return path
 
@@ -404,135 +326,6 @@ def example_signals(enhanced: EnhancedSet, n: int = 3) -> list[tuple[str, dict[s
     ]
 
 
-def show_model(model: torch.nn.Module, cfg: RunConfig) -> float:
-    """The model as a table (block, output shape for 1 s of audio, parameters); returns its
-    multiply-accumulates per second of audio in G (for summary.json)."""
-    print(model_table(model, cfg.stft))
-    return model_blocks(model, cfg.stft)[1] / 1e9
-
-
 def show_headline(rows: list[dict]) -> None:
     """The run's headline numbers: noisy, enhanced and their paired difference, with intervals."""
     print(headline(rows))
-
-
-# -------------------------------------------------------------- evaluating an earlier run
-
-
-def find_checkpoint(spec: str) -> Path:
-    """`spec` is a path, or "auto": the newest best.pt under /kaggle/input (an attached earlier run)."""
-    if spec and spec != "auto":
-        path = Path(spec)
-        if not path.is_file():
-            raise UserError(
-                f"checkpoint={spec!r}: file not found; give the path of a best.pt or last.pt"
-            )
-        return path
-    found = sorted(kaggle_input_files("best.pt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(
-            "checkpoint='auto' found no best.pt under /kaggle/input; attach an earlier run's output "
-            "(kernel_sources) or set checkpoint to a path"
-        )
-    return found[-1]
-
-
-def checkpoint_overview(path: Path) -> dict:
-    """What a checkpoint says about its run: model, parameters, epochs, best validation loss."""
-    state = load_checkpoint(path)
-    model, stft_cfg = load_model(path)  # the checked path: a mismatched checkpoint is one line
-    history = state.get("history", [])
-    _, macs = model_blocks(model, stft_cfg)
-    overview = {
-        "checkpoint": str(path),
-        "model": state["model_name"],
-        "params": count_parameters(model),
-        "gmacs_per_s": macs / 1e9,
-        "epoch": state.get("epoch"),
-        "step": state.get("step"),
-        "best_epoch": state.get("best_epoch"),
-        "best_val_loss": state.get("best_val_loss"),
-        "train_seconds": state.get("train_seconds"),
-        "history": history,
-    }
-    # Older checkpoints predate the stored RunConfig: their model and STFT are still known.
-    overview["config"] = state.get("run_config") or {
-        "model": {"name": state["model_name"], "settings": state.get("model_config", {})},
-        "stft": state.get("stft", {}),
-    }
-    for key in ("model", "params", "epoch", "best_epoch", "best_val_loss"):
-        print(f"{key}: {overview[key]}")
-    return overview
-
-
-def evaluation_config(overview: dict, overrides: dict) -> RunConfig:
-    """The configuration to evaluate a checkpoint with: the one it was trained with (older
-    checkpoints: the defaults for its model), with the notebook's overrides."""
-    stored = overview.get("config") or {"model": {"name": overview["model"]}}
-    base = config_from_dict(stored, where=f"{overview['checkpoint']} run_config")
-    return apply_overrides(base, overrides or {}, where="overrides")
-
-
-@dataclass
-class CheckpointRun:
-    """An earlier run's checkpoint opened for evaluation: what it says, its configuration (with
-    the notebook's overrides), where the outputs go and on which device."""
-
-    ckpt: Path
-    overview: dict
-    config: RunConfig
-    session: Session
-    env: RunEnvironment
-
-    @property
-    def out_dir(self) -> Path:
-        return self.session.out_dir()
-
-
-def open_checkpoint(checkpoint: str, overrides: dict, name: str, output_dir: str) -> CheckpointRun:
-    """Find the checkpoint, print what it says and the configuration it is evaluated with."""
-    ckpt = find_checkpoint(checkpoint)
-    overview = checkpoint_overview(ckpt)
-    config = evaluation_config(overview, overrides)
-    show_config(config)
-    session = Session(name, output_dir)
-    return CheckpointRun(ckpt, overview, config, session, setup_environment(config, session, False))
-
-
-def evaluate_checkpoint(run: CheckpointRun, data: RunData) -> tuple[EnhancedSet, EvalResult]:
-    """Enhance the test pairs with the checkpoint and score them (figures saved and drawn)."""
-    enhanced = enhance_test_set(
-        run.ckpt, data.test, run.config.evaluate, run.env.device, run.env.budget,
-        run.config.train.seed,
-    )  # fmt: skip
-    return enhanced, evaluate_enhanced(enhanced, run.out_dir, run.config.evaluate.dnsmos)
-
-
-def write_evaluation_summary(
-    run: CheckpointRun,
-    data: RunData,
-    result: EvalResult,
-    enhanced: EnhancedSet,
-    build_info: dict | None = None,
-) -> Path:
-    """`summary.json` of an evaluation: the checkpoint's own training figures, new metrics."""
-    o = run.overview
-    return write_run_summary(
-        run.config,
-        run.session,
-        params_count=o["params"],
-        train_summary={
-            "epochs_done": o["epoch"],
-            "step": o["step"],
-            "best_epoch": o["best_epoch"],
-            "train_seconds": o["train_seconds"],
-            "stop_reason": "evaluation only",
-        },
-        metrics=result.summary,
-        env=run.env,
-        data=data,
-        build_info=build_info,
-        timings={"enhance_seconds": enhanced.seconds, "checkpoint": str(run.ckpt)},
-        gmacs_per_s=o.get("gmacs_per_s"),
-        history=o["history"],
-    )

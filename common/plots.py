@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from common.atomic import atomic_write
 from common.audio import SAMPLE_RATE, stft
 from common.config import StftConfig
 from common.metric_names import METRIC_LABELS
@@ -34,10 +35,12 @@ def _metric_axes(n: int, width: float, height: float) -> tuple[plt.Figure, list[
 
 
 def save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    """Save `fig` at `path` (folders made) when a path is given; return it."""
+    """Save `fig` at `path` when a path is given, whole or not at all (common.atomic; folders
+    made); return it."""
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        path = Path(path)
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
     return fig
 
 

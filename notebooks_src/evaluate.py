@@ -24,7 +24,7 @@ output_dir = "auto"  # /kaggle/working on Kaggle, outputs/evaluate elsewhere
 # %%
 import matplotlib.pyplot as plt
 
-from common.experiment import open_checkpoint
+from common.evaluation_steps import open_checkpoint
 from common.plots import plot_training_curves
 
 # The configuration the checkpoint was trained with (test data included), with the overrides.
@@ -47,7 +47,7 @@ data = prepare_data(run.config, work_dir(run.config), need_train=False)
 # ## Evaluation
 
 # %%
-from common.experiment import evaluate_checkpoint
+from common.evaluation_steps import evaluate_checkpoint
 
 enhanced, result = evaluate_checkpoint(run, data)
 plt.show()
@@ -66,7 +66,8 @@ show_examples(enhanced, run.out_dir)
 # intervals over the test files, and their paired difference.
 
 # %%
-from common.experiment import show_headline, write_evaluation_summary
+from common.evaluation_steps import write_evaluation_summary
+from common.experiment import show_headline
 
 summary_path = write_evaluation_summary(run, data, result, enhanced, globals().get("BUILD_INFO"))
 show_headline(result.rows)

@@ -62,29 +62,30 @@ data = prepare_data(config, work_dir(config))
 # %% [markdown]
 # ## Model
 # One row per block: its output shape for one second of audio and its parameters, then the
-# multiply-accumulates per second of audio (the compute a real-time device must afford).
+# multiply-accumulates per second of audio (the compute a real-time device must afford). This is
+# the model the next cell trains, initialised from `train.seed`.
 
 # %%
-from common.experiment import show_model
-from common.models import build_model, count_parameters
-from common.run import model_settings
+from common.models import count_parameters
+from common.run import build_run_model
+from common.training_steps import show_model
 
-model = build_model(config.model.name, **model_settings(config))
+model = build_run_model(config)
 n_params = count_parameters(model)
 gmacs_per_s = show_model(model, config)
 
 # %% [markdown]
 # ## Training
-# Adam with warmup, gradient clipping, early stopping and a wall-clock budget; checkpoints are
-# written atomically (`last.pt`, `best.pt`, periodic `epoch_NNN.pt`) and a run resumes exactly
-# from `resume_checkpoint`.
+# The line printed first says how this recipe trains (optimiser, schedule, stopping rules and
+# budget), generated from its `[train]` settings. Checkpoints are written atomically (`last.pt`,
+# `best.pt`, periodic `epoch_NNN.pt`) and a run resumes exactly from `resume_checkpoint`.
 
 # %%
-from common.experiment import run_training
 from common.plots import plot_training_curves
+from common.training_steps import run_training
 
-config, train_summary = run_training(config, data, env, session)
-plot_training_curves(train_summary["history"], out_dir / "training_curves.png")
+config, trained = run_training(config, data, env, session, model)
+plot_training_curves(trained.history, out_dir / "training_curves.png")
 plt.show()
 
 # %% [markdown]
@@ -98,7 +99,7 @@ plt.show()
 from common.experiment import enhance_test_set, evaluate_enhanced
 
 enhanced = enhance_test_set(
-    out_dir / "best.pt", data.test, config.evaluate, env.device, env.budget, config.train.seed
+    trained.best, data.test, config.evaluate, env.device, env.budget, config.train.seed
 )
 result = evaluate_enhanced(enhanced, out_dir, config.evaluate.dnsmos)
 plt.show()
@@ -120,9 +121,9 @@ show_examples(enhanced, out_dir)
 # frames; a near-uniform map is a model that has not learnt where to look.
 
 # %%
-from common.experiment import show_attention
+from common.training_steps import show_attention
 
-n_maps = show_attention(model, out_dir / "best.pt", enhanced.items[0].noisy, config, out_dir)
+n_maps = show_attention(trained.model, enhanced.items[0].noisy, config, out_dir)
 
 # %% [markdown]
 # ## Summary
@@ -137,7 +138,7 @@ summary_path = write_run_summary(
     config,
     session,
     params_count=n_params,
-    train_summary=train_summary,
+    train_summary=trained.summary,
     metrics=result.summary,
     env=env,
     data=data,

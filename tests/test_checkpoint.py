@@ -26,7 +26,8 @@ from common.config import load_recipe
 from common.errors import UserError
 from common.losses import EnhancementLoss
 from common.models import build_model
-from common.train import EpochTotals, Trainer, TrainState
+from common.train import Trainer
+from common.train_state import EpochTotals, TrainState
 
 # The `lite` recipe's checkpoint, shipped before lite-v2.pt (common.checkpoint.SHIPPED_CHECKPOINT).
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-dev.pt"

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as torch_mp
 from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
 
-import common.train as train_mod
+import common.run_store as store_mod
 from common.checkpoint import load_checkpoint
 from common.config import TrainConfig
 from common.distributed import dist_info, launch_processes
@@ -51,14 +51,14 @@ def test_two_processes_match_one_process_and_write_one_checkpoint_set(tmp_path, 
 
     # Forked workers inherit this patch: it records which rank writes each file.
     log = tmp_path / "writes.log"
-    real_save = train_mod.save_checkpoint
+    real_save = store_mod.save_checkpoint
 
     def logged_save(path, state):
         with open(log, "a") as f:
             f.write(f"{dist_info().rank} {path.name}\n")
         return real_save(path, state)
 
-    monkeypatch.setattr(train_mod, "save_checkpoint", logged_save)
+    monkeypatch.setattr(store_mod, "save_checkpoint", logged_save)
     launch_processes(
         _run, 2, (tmp_path / "two",), {"max_steps": 9, "val_items": 1}, timeout_minutes=0.5
     )

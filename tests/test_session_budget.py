@@ -9,12 +9,13 @@ import warnings
 import numpy as np
 import pytest
 
-from common import experiment
+from common import experiment, training_steps
 from common.budget import NOTEBOOK_STARTED_ENV, SessionBudget, notebook_started_at
 from common.config import EvalConfig, RunConfig, apply_overrides
 from common.env import EnvInfo, GpuInfo
 from common.errors import UserError
 from common.experiment import Session, setup_environment
+from common.run import TrainResult
 
 
 def config(**overrides) -> RunConfig:
@@ -58,26 +59,26 @@ def test_the_notebook_parameters_set_the_training_budget(monkeypatch, tmp_path):
     monkeypatch.setattr(experiment, "describe_environment", lambda: kaggle_env([T4]))
     seen = {}
 
-    def fake_train(cfg, data, out, resume, nproc):
+    def fake_train(cfg, data, out, resume, nproc, model=None):
         seen["minutes"], seen["clock"] = cfg.train.max_minutes, cfg.train.budget_clock
-        (out / "history.json").write_text('{"stop_reason": "max_minutes"}')
+        return TrainResult({"stop_reason": "max_minutes"}, model, out / "best.pt", out / "last.pt")
 
-    monkeypatch.setattr(experiment, "train", fake_train)
+    monkeypatch.setattr(training_steps, "train", fake_train)
     cfg = config(train__device="cpu")
     session = Session("lite", output_dir=str(tmp_path), max_minutes=100)
     env = setup_environment(cfg, session)
-    ran, _ = experiment.run_training(cfg, experiment.RunData(None, None, []), env, session)
+    ran, _ = training_steps.run_training(cfg, experiment.RunData(None, None, []), env, session)
     # 100 - 30 already gone - 2 (2% kept for the evaluation)
     assert 67.9 < seen["minutes"] <= 68.0 and ran.train.max_minutes == seen["minutes"]
     # A recipe's own, shorter budget is kept.
     short = config(train__device="cpu", train__max_minutes=5)
-    experiment.run_training(short, experiment.RunData(None, None, []), env, session)
+    training_steps.run_training(short, experiment.RunData(None, None, []), env, session)
     assert seen["minutes"] == 5
     # A CPU-time budget is kept when it fits; when the session binds, its wall clock counts.
     cpu = dict(train__device="cpu", train__budget_clock="cpu", train__num_workers=0)
-    experiment.run_training(config(**cpu, train__max_minutes=5), *rest(env, session))
+    training_steps.run_training(config(**cpu, train__max_minutes=5), *rest(env, session))
     assert (seen["minutes"], seen["clock"]) == (5, "cpu")
-    experiment.run_training(config(**cpu, train__max_minutes=120), *rest(env, session))
+    training_steps.run_training(config(**cpu, train__max_minutes=120), *rest(env, session))
     assert 67.9 < seen["minutes"] <= 68.0 and seen["clock"] == "wall"
 
 

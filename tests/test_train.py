@@ -16,7 +16,8 @@ from common.budget import TrainBudget
 from common.checkpoint import load_checkpoint
 from common.config import TrainConfig
 from common.errors import UserError
-from common.train import Trainer, learning_rate
+from common.schedule import learning_rate
+from common.train import Trainer
 
 
 def _trainer(out, resume=None, model_seed=0, loss=None, **cfg) -> Trainer:
@@ -395,9 +396,9 @@ class _Killed(BaseException):
 
 def _kill_before_write(monkeypatch, n: int) -> None:
     # The trainer's n-th checkpoint write never happens: the process dies just before it.
-    import common.train as train_mod
+    import common.run_store as store_mod
 
-    real_save, seen = train_mod.save_checkpoint, {"n": 0}
+    real_save, seen = store_mod.save_checkpoint, {"n": 0}
 
     def save(path, state):
         seen["n"] += 1
@@ -405,7 +406,7 @@ def _kill_before_write(monkeypatch, n: int) -> None:
             raise _Killed
         return real_save(path, state)
 
-    monkeypatch.setattr(train_mod, "save_checkpoint", save)
+    monkeypatch.setattr(store_mod, "save_checkpoint", save)
 
 
 def _best_epoch_held(path) -> int | None:

@@ -193,7 +193,8 @@ def write_run_summary(args: argparse.Namespace, summary: dict, seconds: float) -
 
     from common.atomic import atomic_write
     from common.checkpoint import json_safe
-    from common.experiment import checkpoint_overview, git_commit
+    from common.evaluation_steps import checkpoint_overview
+    from common.experiment import git_commit
     from common.provenance import sha256_file
 
     o = checkpoint_overview(args.ckpt)

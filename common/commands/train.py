@@ -24,11 +24,10 @@ processes and --lr applies to it unchanged, so results do not depend on N.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from common.checkpoint import load_checkpoint, run_files
+from common.checkpoint import load_checkpoint
 from common.checks import SettingError, path_arg, show, whole_arg
 from common.cli import FLAG_FIELDS, add_command, option_for
 from common.config import (
@@ -43,7 +42,8 @@ from common.config import (
 from common.distributed import broadcast_from_main, cleanup_distributed, init_distributed
 from common.errors import UserError
 from common.models import model_names
-from common.run import check_model, prepare_data, train
+from common.run import TrainResult, check_model, prepare_data, train
+from common.run_store import run_files
 
 MAX_PROCESSES = 64
 LOSS_PRESETS = {"compressed": LossConfig(), "seed": LossConfig.seed()}
@@ -168,8 +168,8 @@ def _remove_run_files(files: list[Path]) -> None:
         print(f"--overwrite: removed the earlier run's {len(files)} files from {files[0].parent}")
 
 
-def _report(out: Path) -> None:
-    summary = json.loads((out / "history.json").read_text())
+def _report(result: TrainResult) -> None:
+    summary = result.summary
     last = summary["history"][-1] if summary["history"] else {}
     print(
         f"stopped: {summary['stop_reason']} after {summary['step']} steps "
@@ -180,7 +180,7 @@ def _report(out: Path) -> None:
             f"last validation: loss {last['val_loss']:.4f}, SI-SDR {last['val_si_sdr']:.2f} dB "
             f"(noisy input {last['val_si_sdr_noisy']:.2f} dB)"
         )
-    print(f"best epoch: {summary['best_epoch']}; checkpoints: {out}/best.pt, {out}/last.pt")
+    print(f"best epoch: {summary['best_epoch']}; checkpoints: {result.best}, {result.last}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -202,12 +202,13 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         # `spawn`: this process has used torch already, and forked workers would get one CPU
         # thread each; spawned ones share the cores.
-        train(cfg, data, out, resume, 1 if info.enabled else args.nproc, start_method="spawn")
+        nproc = 1 if info.enabled else args.nproc
+        result = train(cfg, data, out, resume, nproc, start_method="spawn")
     finally:
         if info.enabled:
             cleanup_distributed()
     if info.is_main:
-        _report(out)
+        _report(result)
     return 0
 
 
