@@ -20,13 +20,14 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from common import kaggle_paths
 from common.alignment import check_alignment
 from common.config import RunConfig
 from common.corpus import real_corpus_splits
 from common.errors import UserError
 from common.fixed_mixtures import make_testset
 from common.kaggle_data import find_kaggle_items, prepare_kaggle_data
-from common.kaggle_paths import KAGGLE_INPUT
+from common.kaggle_paths import kaggle_input_files
 from common.mixing import MixConfig, MixingDataset
 from common.paired_dataset import PairedDataset
 from common.pairs import AudioPair, discover_pairs, find_pair_dirs, split_pairs, validation_count
@@ -60,8 +61,8 @@ def _kaggle_dataset_root(root: str) -> Path:
             raise UserError(f"data.root={root!r}: folder not found; give the Kaggle dataset root")
         return path
     # The mount layout has changed over time: search for the archive instead of assuming a path.
-    found = sorted(p.parent for p in KAGGLE_INPUT.rglob("test.7z")) if KAGGLE_INPUT.is_dir() else []
-    found += sorted(KAGGLE_INPUT.glob(f"*{KAGGLE_DATASET_SLUG}*")) if KAGGLE_INPUT.is_dir() else []
+    found = [p.parent for p in kaggle_input_files("test.7z")]
+    found += kaggle_input_files(f"*{KAGGLE_DATASET_SLUG}*", recursive=False)
     if not found:
         raise UserError(
             "data.source='kaggle' but no test.7z under /kaggle/input: attach the dataset "
@@ -121,15 +122,12 @@ def _mix_root(root: str, source: str, work: Path) -> Path:
         )
     if source == "mix":
         candidates = [Path(os.environ.get("SHARED_DATA", "../shared/data"))]
-        if KAGGLE_INPUT.is_dir():
-            candidates += sorted(p.parent for p in KAGGLE_INPUT.rglob("speech") if p.is_dir())
-            candidates += [
-                _unzipped(p.parent, work) for p in sorted(KAGGLE_INPUT.rglob("speech.zip"))
-            ]
+        candidates += [p.parent for p in kaggle_input_files("speech") if p.is_dir()]
+        candidates += [_unzipped(p.parent, work) for p in kaggle_input_files("speech.zip")]
         for path in candidates:
             if _is_speech_noise(path):
                 return path
-    if KAGGLE_INPUT.is_dir():
+    if kaggle_paths.KAGGLE_INPUT.is_dir():
         return _kaggle_dataset_root("auto")
     raise UserError(
         f"data.source={source!r} needs speech/ and noise/ folders or a paired dataset "

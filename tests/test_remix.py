@@ -260,14 +260,14 @@ def test_make_smoke_remixes_the_synthetic_pairs_and_reports_the_counts(name: str
 def test_on_kaggle_your_uploaded_speech_and_noise_win_even_if_left_zipped(tmp_path, monkeypatch):
     import shutil
 
-    import common.run_data
+    import common.kaggle_paths
 
     data_root = fake_corpus(tmp_path / "data")
     mount = tmp_path / "input" / "datasets" / "you" / "lse-speech-noise"
     mount.mkdir(parents=True)
     for name in ("speech", "noise"):  # as `make upload-data` uploads them (`kaggle ... -r zip`)
         shutil.make_archive(str(mount / name), "zip", data_root / name)
-    monkeypatch.setattr(common.run_data, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(common.kaggle_paths, "KAGGLE_INPUT", tmp_path / "input")
     monkeypatch.setenv("SHARED_DATA", str(tmp_path / "absent"))
     cfg = apply_overrides(load_recipe("lite-v2"), {"data.exclude_noncommercial": False})
     with warnings.catch_warnings():
