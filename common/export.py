@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from common.config import StftConfig
-from common.enhance import prepare_output_folder, write_atomically
+from common.enhance_files import prepare_output_folder, write_atomically
 from common.errors import UserError
 from common.onnx_backend import (
     ONNX_FORMAT,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from common.config import StftConfig
-from common.enhance import prepare_output_folder, write_atomically
+from common.enhance_files import prepare_output_folder, write_atomically
 from common.errors import UserError
 from common.export import ONNX_OPSET, check_opset, model_metadata, quiet_tracing, set_metadata
 from common.onnx_backend import ONNX_FORMAT, onnx_session, state_names

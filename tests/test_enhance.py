@@ -11,7 +11,8 @@ from train_helpers import ToyLoss, ToySpeechSet
 
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import StftConfig, TrainConfig
-from common.enhance import Enhancer, TorchBackend, enhance_path, load_enhancer, load_model
+from common.enhance import Enhancer, TorchBackend, load_enhancer, load_model
+from common.enhance_files import enhance_path
 from common.errors import UserError
 from common.models import build_model
 from common.train import Trainer

@@ -75,7 +75,7 @@ def stop_before_work(monkeypatch):
     import common.commands.evaluate as evaluate_cmd
     import common.commands.train as train_cmd
     import common.demo as demo
-    import common.enhance as enhance
+    import common.enhance_files as enhance_files
     import common.export as export
     import common.onnx_stream as onnx_stream
     import common.synthetic as synthetic
@@ -83,7 +83,7 @@ def stop_before_work(monkeypatch):
     for module, name in [
         (train_cmd, "prepare_data"),
         (train_cmd, "train"),
-        (enhance, "enhance_path"),
+        (enhance_files, "enhance_path"),
         (export, "export_onnx"),
         (onnx_stream, "export_streaming_onnx"),
         (evaluate_cmd, "evaluate_pairs"),

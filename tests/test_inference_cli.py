@@ -132,7 +132,7 @@ def test_a_kill_while_writing_leaves_no_partial_file(tmp_path):
     dst = tmp_path / "out.wav"
     code = f"""
 import time
-from common.enhance import write_atomically
+from common.enhance_files import write_atomically
 def slow(f):
     f.write(b"RIFF" + bytes(100000))
     f.flush()

@@ -21,8 +21,8 @@ from common.enhance import (
     MAX_CHUNK_SECONDS,
     MIN_CHUNK_SECONDS,
     check_chunk_seconds,
-    enhance_path,
 )
+from common.enhance_files import enhance_path
 from common.errors import UserError
 
 VAD_FLOOR_DB, VAD_FADE_MS = -20.0, 60.0  # common.vad.GateConfig's defaults

@@ -17,7 +17,8 @@ from common.errors import UserError
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from common.enhance import load_model, prepare_output_folder
+    from common.enhance import load_model
+    from common.enhance_files import prepare_output_folder
     from common.export import ONNX_OPSET, check_opset, export_onnx
     from common.models import count_parameters
     from common.onnx_backend import OnnxBackend
