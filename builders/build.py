@@ -46,9 +46,9 @@ from builders.metadata import (
     write_metadata,
 )
 from builders.parameters import cell_text, tagged_cells
-from common.config import RECIPES_DIR, recipe_kernel, recipe_names
 from common.errors import UserError, exit_status
 from common.provenance import git
+from common.recipes import RECIPES_DIR, recipe_kernel, recipe_names
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES_DIR = "notebooks_src"
@@ -213,7 +213,7 @@ def _recipe_file(name: str, repo: Path) -> ModuleSource:
 def _fill_in_recipe(source: NotebookNode, name: str, rel: str, params: int, repo: Path) -> None:
     """The training notebook for one recipe: its title and description on top, its name in the
     parameters cell."""
-    from common.config import load_recipe
+    from common.recipes import load_recipe
 
     cfg = load_recipe(name, repo / RECIPES_DIR.name)
     title = recipe_kernel(name, repo / RECIPES_DIR.name)["title"]

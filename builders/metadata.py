@@ -14,8 +14,8 @@ from pathlib import Path
 
 from slugify import slugify
 
-from common.config import RECIPES_DIR, recipe_kernel
 from common.errors import UserError
+from common.recipes import RECIPES_DIR, recipe_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 METADATA_DIR = "kernel-metadata"

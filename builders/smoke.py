@@ -35,9 +35,9 @@ from builders.build import REPO, build_notebook, notebook_names, recipe_notebook
 from builders.generated import LIBRARY_TAG
 from builders.library import top_level_names
 from builders.parameters import parameters_cell
-from common.config import load_recipe
 from common.errors import UserError, exit_status
 from common.metric_names import ALL_METRICS
+from common.recipes import load_recipe
 
 SMOKE_DIR = Path("build", "smoke")
 KERNEL_NAME = "lse-isolated"

@@ -4,22 +4,18 @@ Every section of a run (STFT, loss, training, data, evaluation) is defined here,
 its fields are checked against; this module imports no training, model or audio code.
 
 A run is described by one nested dataclass, `RunConfig` (data, model, STFT, loss, training,
-evaluation), stored whole in every checkpoint and `summary.json`. Recipes are TOML files in
-`recipes/`, one per experiment, that set the fields which differ from the defaults; every caller
-starts from a recipe and overrides fields by dotted name (`train.lr=2e-3`).
+evaluation), stored whole in every checkpoint and `summary.json`; recipes and overrides by
+dotted name (`train.lr=2e-3`) build one in common.recipes.
 
-    cfg = load_recipe("lite")                                  # recipes/lite.toml
-    cfg = apply_overrides(cfg, {"train.epochs": 2, "data.source": "synthetic"})
     config_dict(cfg)                                           # plain types, for JSON/checkpoints
+    config_from_dict(values)                                   # and back, every field checked
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from common.budget import BUDGET_CLOCKS
@@ -43,8 +39,6 @@ MAX_STEPS = 10**12
 MAX_WORKERS = 256
 # `train.optimizer` -> the torch.optim class that common.train builds (by name: no torch here).
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
-KERNEL_TABLE = "kernel"  # a recipe's Kaggle settings (title, slug); not part of the run
 
 
 @dataclass(frozen=True)
@@ -276,6 +270,42 @@ class EvalConfig:
         number("evaluate.reserve_minutes", self.reserve_minutes, 0, optional=True)
 
 
+# `enhance --vad`'s gate (common.vad, common.vad_gate); not part of a training run.
+MIN_FLOOR_DB = -120.0
+MAX_GATE_MS = 10_000.0
+
+
+@dataclass
+class VadConfig:
+    """Silero's decision settings (its own defaults)."""
+
+    threshold: float = 0.5
+    min_speech_ms: int = 250
+    min_silence_ms: int = 100
+    speech_pad_ms: int = 30
+
+    def __post_init__(self) -> None:
+        number("vad.threshold", self.threshold, 0, 1, lo_open=True, hi_open=True)
+        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
+            number(f"vad.{name}", getattr(self, name), 0, MAX_GATE_MS, whole=True)
+
+
+@dataclass
+class GateConfig:
+    """VAD gating: non-speech is attenuated to `floor_db`, with raised-cosine fades of `fade_ms`
+    placed outside the speech segments so speech itself is never attenuated."""
+
+    floor_db: float = -20.0
+    fade_ms: float = 60.0
+    vad: VadConfig = field(default_factory=VadConfig)
+
+    def __post_init__(self) -> None:
+        # floor_db is an attenuation in dB (0: none); fades longer than a few seconds are not
+        # fades any more.
+        number("vad.floor_db", self.floor_db, MIN_FLOOR_DB, 0)
+        number("vad.fade_ms", self.fade_ms, 0, MAX_GATE_MS)
+
+
 @dataclass
 class RunConfig:
     """Everything that defines a run; `recipe` and `description` say where it came from."""
@@ -376,75 +406,3 @@ def _config_from_dict(values: dict[str, Any], where: str) -> RunConfig:
             raise UserError(f"{where}: [{name}] must be a table of settings")
         sections[name] = _section_from(f.default_factory().__class__, section, where, name)
     return RunConfig(**top, **sections)
-
-
-def recipe_names(recipes_dir: Path = RECIPES_DIR) -> list[str]:
-    return sorted(p.stem for p in recipes_dir.glob("*.toml"))
-
-
-def recipe_path(name: str, recipes_dir: Path = RECIPES_DIR) -> Path:
-    path = Path(name)
-    if path.suffix == ".toml" and path.is_file():
-        return path
-    path = recipes_dir / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(recipe_names(recipes_dir)) or "none"
-        raise UserError(f"{name}: no recipe {path}; recipes: {known}")
-    return path
-
-
-def recipe_values(name: str, recipes_dir: Path = RECIPES_DIR) -> dict[str, Any]:
-    """A recipe file's own values (what it sets, not the defaults it leaves alone)."""
-    path = recipe_path(name, recipes_dir)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
-    values.setdefault("recipe", path.stem)
-    return values
-
-
-def load_recipe(name: str, recipes_dir: Path = RECIPES_DIR) -> RunConfig:
-    """recipes/NAME.toml (or a .toml path) on top of the defaults."""
-    path = recipe_path(name, recipes_dir)
-    values = recipe_values(name, recipes_dir)
-    values.pop(KERNEL_TABLE, None)
-    return config_from_dict(values, where=str(path), source=str(path))
-
-
-def recipe_kernel(name: str, recipes_dir: Path = RECIPES_DIR) -> dict[str, Any]:
-    """The recipe's [kernel] table: its Kaggle title, slug and extra metadata."""
-    kernel = recipe_values(name, recipes_dir).get(KERNEL_TABLE, {})
-    if not isinstance(kernel, dict) or not kernel.get("title") or not kernel.get("slug"):
-        raise UserError(f"{recipe_path(name, recipes_dir)}: [kernel] needs a title and a slug")
-    return kernel
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """ "section.key=value" -> (key path, value); values are JSON when they parse, else text."""
-    key, sep, text = item.partition("=")
-    if not sep or "." not in key:
-        raise UserError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.lr=2e-3")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    return key.strip(), value
-
-
-def apply_overrides(
-    cfg: RunConfig, overrides: dict[str, Any], where: str = "override"
-) -> RunConfig:
-    """A copy of `cfg` with dotted-name fields replaced ({"train.lr": 2e-3, "model.settings.width": 32})."""
-    values = config_dict(cfg)
-    for key, value in overrides.items():
-        parts = key.split(".")
-        if parts[0] not in SECTIONS and key not in ("recipe", "description"):
-            raise UserError(f"{where} {key!r}: unknown section; sections: {', '.join(SECTIONS)}")
-        target = values
-        for part in parts[:-1]:
-            if not isinstance(target.get(part), dict):
-                raise UserError(f"{where} {key!r}: {part!r} is not a section")
-            target = target[part]
-        target[parts[-1]] = value
-    return config_from_dict(values, where=where)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.checkpoint import load_checkpoint
-from common.config import RunConfig, apply_overrides, config_from_dict
+from common.config import RunConfig, config_from_dict
 from common.enhance import load_model
 from common.errors import UserError
 from common.evaluation import EvalResult
@@ -25,6 +25,7 @@ from common.experiment import (
 from common.kaggle_paths import kaggle_input_files
 from common.model_table import model_blocks
 from common.models import count_parameters
+from common.recipes import apply_overrides
 from common.run import RunData
 
 

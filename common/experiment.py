@@ -18,14 +18,7 @@ import torch
 from common.audio import SAMPLE_RATE
 from common.budget import SessionBudget
 from common.checks import SettingError, number, text
-from common.config import (
-    MAX_MINUTES,
-    EvalConfig,
-    RunConfig,
-    apply_overrides,
-    config_dict,
-    load_recipe,
-)
+from common.config import MAX_MINUTES, EvalConfig, RunConfig, config_dict
 from common.enhance import load_enhancer
 from common.env import (
     EnvInfo,
@@ -42,6 +35,7 @@ from common.paired_dataset import PairedDataset
 from common.pairs import AudioPair
 from common.plots import plot_metric_distributions, plot_metric_table, plot_spectrograms
 from common.provenance import git_head
+from common.recipes import apply_overrides, load_recipe
 from common.run import RunData, check_model
 from common.run_store import RunStore
 from common.stats import headline

@@ -13,9 +13,14 @@ KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 
 
+def has_kaggle_input() -> bool:
+    """Whether this session has Kaggle's input folder (a Kaggle notebook)."""
+    return KAGGLE_INPUT.is_dir()
+
+
 def kaggle_input_files(pattern: str, *, recursive: bool = True) -> list[Path]:
     """The paths matching `pattern` anywhere below KAGGLE_INPUT (directly in it, when not
     `recursive`), sorted; none off Kaggle."""
-    if not KAGGLE_INPUT.is_dir():
+    if not has_kaggle_input():
         return []
     return sorted(KAGGLE_INPUT.rglob(pattern) if recursive else KAGGLE_INPUT.glob(pattern))

@@ -20,14 +20,13 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from common import kaggle_paths
 from common.alignment import check_alignment
 from common.config import RunConfig
 from common.corpus import real_corpus_splits
 from common.errors import UserError
 from common.fixed_mixtures import make_testset
 from common.kaggle_data import find_kaggle_items, prepare_kaggle_data
-from common.kaggle_paths import kaggle_input_files
+from common.kaggle_paths import has_kaggle_input, kaggle_input_files
 from common.mixing import MixConfig, MixingDataset
 from common.paired_dataset import PairedDataset
 from common.pairs import AudioPair, discover_pairs, find_pair_dirs, split_pairs, validation_count
@@ -127,7 +126,7 @@ def _mix_root(root: str, source: str, work: Path) -> Path:
         for path in candidates:
             if _is_speech_noise(path):
                 return path
-    if kaggle_paths.KAGGLE_INPUT.is_dir():
+    if has_kaggle_input():
         return _kaggle_dataset_root("auto")
     raise UserError(
         f"data.source={source!r} needs speech/ and noise/ folders or a paired dataset "

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.audio import SAMPLE_RATE, load_audio
+from common.config import GateConfig, VadConfig
 from common.metric_names import METRIC_NAMES
 from common.metrics import MetricError, score
-from common.vad import GateConfig, VadConfig, VadResult, detect_speech
+from common.vad import VadResult, detect_speech
 from common.vad_gate import apply_vad_gate
 
 VAD_METRICS = METRIC_NAMES  # speech-aware versions of the reference metrics

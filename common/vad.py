@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from common.audio import SAMPLE_RATE, resample
-from common.checks import number
+from common.config import VadConfig
 from common.errors import UserError
 
 VAD_FRAME_SAMPLES = 512  # Silero's fixed window at 16 kHz (32 ms)
@@ -27,41 +27,6 @@ VAD_MODEL_FILE = "silero_vad_16k_sequence.onnx"
 VAD_INSTALL_HINT = (
     "install it with `.venv/bin/pip install --no-deps 'silero-vad>=5,<7'` (make setup)"
 )
-
-
-MIN_FLOOR_DB = -120.0
-MAX_GATE_MS = 10_000.0
-
-
-@dataclass
-class VadConfig:
-    """Silero's decision settings (its own defaults)."""
-
-    threshold: float = 0.5
-    min_speech_ms: int = 250
-    min_silence_ms: int = 100
-    speech_pad_ms: int = 30
-
-    def __post_init__(self) -> None:
-        number("vad.threshold", self.threshold, 0, 1, lo_open=True, hi_open=True)
-        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
-            number(f"vad.{name}", getattr(self, name), 0, MAX_GATE_MS, whole=True)
-
-
-@dataclass
-class GateConfig:
-    """VAD gating: non-speech is attenuated to `floor_db`, with raised-cosine fades of `fade_ms`
-    placed outside the speech segments so speech itself is never attenuated."""
-
-    floor_db: float = -20.0
-    fade_ms: float = 60.0
-    vad: VadConfig = field(default_factory=VadConfig)
-
-    def __post_init__(self) -> None:
-        # floor_db is an attenuation in dB (0: none); fades longer than a few seconds are not
-        # fades any more.
-        number("vad.floor_db", self.floor_db, MIN_FLOOR_DB, 0)
-        number("vad.fade_ms", self.fade_ms, 0, MAX_GATE_MS)
 
 
 @dataclass

@@ -7,9 +7,10 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from common.audio import SAMPLE_RATE
+from common.config import GateConfig
 from common.enhance import Enhancer
 from common.errors import UserError
-from common.vad import GateConfig, VadResult, detect_speech
+from common.vad import VadResult, detect_speech
 
 
 def gate_gain(vad: VadResult, cfg: GateConfig | None = None) -> np.ndarray:

@@ -39,7 +39,8 @@ if importlib.util.find_spec("silero_vad") is None:
 # %%
 import matplotlib.pyplot as plt
 
-from common.experiment import evaluate_checkpoint, open_checkpoint, work_dir
+from common.evaluation_steps import evaluate_checkpoint, open_checkpoint
+from common.experiment import work_dir
 from common.run import prepare_data
 
 run = open_checkpoint(checkpoint, overrides, "vad", output_dir)
@@ -57,9 +58,9 @@ enhanced, result = evaluate_checkpoint(run, data)
 # (lower is quieter).
 
 # %%
+from common.config import GateConfig
 from common.enhance import load_enhancer
 from common.speech_aware import evaluate_speech_aware, format_speech_aware_table
-from common.vad import GateConfig
 
 enhancer = load_enhancer(run.ckpt, device=run.env.device)
 speech_aware = evaluate_speech_aware(data.test, enhancer.enhance, GateConfig(floor_db=vad_floor_db))
@@ -93,7 +94,7 @@ print(f"speech fraction: {vad.speech_fraction:.2f}")
 # %%
 import json
 
-from common.experiment import write_evaluation_summary
+from common.evaluation_steps import write_evaluation_summary
 
 summary_path = write_evaluation_summary(run, data, result, enhanced, globals().get("BUILD_INFO"))
 _ = (run.out_dir / "speech_aware.json").write_text(

@@ -32,11 +32,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common.audio import istft, stft
-from common.config import LossConfig, StftConfig, load_recipe
+from common.config import LossConfig, StftConfig
 from common.enhance import load_model
 from common.losses import EnhancementLoss
 from common.models import build_model, count_parameters, model_names
 from common.onnx_stream import OnnxStreamStep, export_streaming_onnx
+from common.recipes import load_recipe
 from common.run import model_settings
 from common.streaming import StreamingEnhancer, algorithmic_latency_ms
 from scripts import bench_enhance, bench_quality

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from common.audio import istft, stft
-from common.config import load_recipe, recipe_names
 from common.losses import EnhancementLoss
 from common.models import build_model, count_parameters, model_names
+from common.recipes import load_recipe, recipe_names
 from common.run import model_settings
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from common.config import apply_overrides, load_recipe
 from common.fixed_mixtures import make_paired_corpus
+from common.recipes import apply_overrides, load_recipe
 from common.run import prepare_data
 
 # Audio seconds per second one training step consumes on one H200, batch 32 x 2 s

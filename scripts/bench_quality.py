@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import load_audio
-from common.config import config_dict, load_recipe
+from common.config import config_dict
 from common.evaluation import EvalItem, evaluate_pairs
 from common.fixed_mixtures import make_testset
 from common.metric_names import METRIC_NAMES
+from common.recipes import load_recipe
 from scripts.bench_export import pair_folders, pairs_of
 
 SR = 16000

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 
 from common.atomic import atomic_write
-from common.config import load_recipe
 from common.models import build_model, count_parameters
+from common.recipes import load_recipe
 from common.run import model_settings
 from scripts import bench_quality
 from scripts.bench import macs_per_second

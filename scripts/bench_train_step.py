@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from common.audio import istft, stft
-from common.config import apply_overrides, load_recipe
 from common.losses import EnhancementLoss
 from common.models import build_model
+from common.recipes import apply_overrides, load_recipe
 from common.run import model_settings, prepare_data
 
 PARTS = ("batch", "stft", "forward", "loss", "backward", "optimizer")

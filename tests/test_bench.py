@@ -31,7 +31,7 @@ def test_quality_table_scores_every_system_on_the_same_files(shared_data):
 
 @pytest.mark.shared_data
 def test_the_training_step_profile_accounts_for_the_whole_step(shared_data, tmp_path, capsys):
-    from common.config import apply_overrides, load_recipe
+    from common.recipes import apply_overrides, load_recipe
     from common.run import prepare_data
     from scripts.bench_train_step import PARTS, main, time_steps
 

@@ -28,8 +28,8 @@ from builders.generated import (
 )
 from builders.library import library_modules, python_source, resolve_modules
 from builders.parameters import parameter_values
-from common.config import load_recipe, recipe_kernel, recipe_names
 from common.errors import UserError
+from common.recipes import load_recipe, recipe_kernel, recipe_names
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,10 +22,10 @@ from common.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from common.config import load_recipe
 from common.errors import UserError
 from common.losses import EnhancementLoss
 from common.models import build_model
+from common.recipes import load_recipe
 from common.train import Trainer
 from common.train_state import EpochTotals, TrainState
 

@@ -11,17 +11,10 @@ import pytest
 import torch
 from train_helpers import assert_trained_with
 
-from common.config import (
-    apply_overrides,
-    config_dict,
-    config_from_dict,
-    load_recipe,
-    parse_override,
-    recipe_kernel,
-    recipe_names,
-)
+from common.config import config_dict, config_from_dict
 from common.errors import UserError
 from common.models import build_model
+from common.recipes import apply_overrides, load_recipe, parse_override, recipe_kernel, recipe_names
 
 REPO = Path(__file__).resolve().parents[1]
 

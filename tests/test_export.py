@@ -176,8 +176,8 @@ def test_onnx_and_vad_gate_through_enhance_path_on_real_noisy_files(
     """What `enhance --onnx MODEL --vad IN OUT` runs: every noisy-only file, same length and rate."""
     import soundfile as sf
 
+    from common.config import GateConfig
     from common.enhance_files import enhance_path
-    from common.vad import GateConfig
     from common.vad_gate import VadGatedEnhancer
 
     src = shared_data / "noisy_only"

@@ -87,8 +87,8 @@ def test_html_missing_figures_is_reported(tmp_path: Path) -> None:
 def has_attention(recipe: str) -> bool:
     from torch import nn
 
-    from common.config import load_recipe
     from common.models import build_model
+    from common.recipes import load_recipe
     from common.run import model_settings
 
     cfg = load_recipe(recipe)
@@ -99,7 +99,7 @@ def has_attention(recipe: str) -> bool:
 def expected_figures(name: str) -> set[str]:
     """The figure files the notebook's source makes, from the plotting calls it contains (a
     recipe's notebook shows attention maps only when its model has attention)."""
-    from common.config import recipe_names
+    from common.recipes import recipe_names
 
     text = source_path(name, REPO).read_text()
     found = {prefix for call, prefix in FIGURE_MAKERS.items() if re.search(rf"\b{call}\(", text)}

@@ -16,12 +16,8 @@ from builders.build import REPO, build_kernel
 from builders.generated import library_files
 from builders.parameters import parameter_values
 from builders.smoke import execute, isolated_kernel
-from common.config import (
-    apply_overrides,
-    config_dict,
-    config_from_dict,
-    load_recipe,
-)
+from common.config import config_dict, config_from_dict
+from common.recipes import apply_overrides, load_recipe
 
 # A few steps of the `lite` recipe on the synthetic corpus: fewer than the steps a time budget
 # needs before it reshapes the schedule, so both runs follow the recipe's schedule exactly.

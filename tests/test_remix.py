@@ -14,11 +14,11 @@ from conftest import REPO, run_common, run_python
 from scipy.signal import correlate, lfilter
 
 from common.audio import SAMPLE_RATE, load_audio, write_audio
-from common.config import apply_overrides, load_recipe
 from common.errors import UserError
 from common.fixed_mixtures import make_paired_corpus
 from common.mixing import MixConfig
 from common.pairs import AudioPair
+from common.recipes import apply_overrides, load_recipe
 from common.remix import (
     LEFT_OUT_REASONS,
     RemixDataset,

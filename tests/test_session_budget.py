@@ -11,10 +11,11 @@ import pytest
 
 from common import experiment, training_steps
 from common.budget import NOTEBOOK_STARTED_ENV, SessionBudget, notebook_started_at
-from common.config import EvalConfig, RunConfig, apply_overrides
+from common.config import EvalConfig, RunConfig
 from common.env import EnvInfo, GpuInfo
 from common.errors import UserError
 from common.experiment import Session, setup_environment
+from common.recipes import apply_overrides
 from common.run import TrainResult
 
 

@@ -13,9 +13,9 @@ from conftest import run_python
 
 from builders.build import REPO
 from builders.smoke import SMOKE_DIR, smoke_names
-from common.config import recipe_names
 from common.examples import choose_examples
 from common.metric_names import METRIC_NAMES
+from common.recipes import recipe_names
 
 TRAINING = [n for n in smoke_names(REPO) if n in recipe_names()]
 EVALUATING = [*TRAINING, "evaluate"]

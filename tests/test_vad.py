@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.config import GateConfig
 from common.errors import UserError
 from common.plots import plot_vad
 from common.speech_aware import (
@@ -16,7 +17,7 @@ from common.speech_aware import (
     level_db,
     speech_aware_row,
 )
-from common.vad import GateConfig, VadResult, detect_speech, load_vad_model
+from common.vad import VadResult, detect_speech, load_vad_model
 from common.vad_gate import apply_vad_gate, gate_gain
 
 SR = 16000

@@ -16,6 +16,7 @@ import argparse
 
 from common.checks import path_arg
 from common.cli import add_command
+from common.config import GateConfig
 from common.enhance import (
     DEFAULT_CHUNK_SECONDS,
     MAX_CHUNK_SECONDS,
@@ -25,7 +26,7 @@ from common.enhance import (
 from common.enhance_files import enhance_path
 from common.errors import UserError
 
-VAD_FLOOR_DB, VAD_FADE_MS = -20.0, 60.0  # common.vad.GateConfig's defaults
+VAD_FLOOR_DB, VAD_FADE_MS = GateConfig.floor_db, GateConfig.fade_ms
 
 
 def _make_enhancer(args: argparse.Namespace):
@@ -59,8 +60,6 @@ def run_enhance(args: argparse.Namespace) -> int:
     gate = None
     given = (args.vad_floor_db, args.vad_fade_ms) != (VAD_FLOOR_DB, VAD_FADE_MS)
     if args.vad or given:  # checked before any model is loaded, and even when unused
-        from common.vad import GateConfig
-
         gate = GateConfig(floor_db=args.vad_floor_db, fade_ms=args.vad_fade_ms)
     if not args.vad:
         gate = None

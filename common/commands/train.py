@@ -30,18 +30,11 @@ from typing import Any
 from common.checkpoint import load_checkpoint
 from common.checks import SettingError, path_arg, show, whole_arg
 from common.cli import FLAG_FIELDS, add_command, option_for
-from common.config import (
-    LossConfig,
-    RunConfig,
-    apply_overrides,
-    config_dict,
-    load_recipe,
-    parse_override,
-    recipe_names,
-)
+from common.config import LossConfig, RunConfig, config_dict
 from common.distributed import broadcast_from_main, cleanup_distributed, init_distributed
 from common.errors import UserError
 from common.models import model_names
+from common.recipes import apply_overrides, load_recipe, parse_override, recipe_names
 from common.run import TrainResult, check_model, prepare_data, train
 from common.run_store import run_files
 

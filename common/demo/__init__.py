@@ -36,6 +36,7 @@ from common.checks import (
     port_arg,
     text,
 )
+from common.config import GateConfig
 from common.enhance import Enhancer, TorchBackend, load_model
 from common.errors import UserError
 from common.export import export_onnx
@@ -43,7 +44,7 @@ from common.metrics import MetricError, score
 from common.models import count_parameters
 from common.onnx_backend import load_onnx_enhancer
 from common.plots import plot_spectrograms, plot_vad
-from common.vad import GateConfig, detect_speech
+from common.vad import detect_speech
 from common.vad_gate import apply_vad_gate, gate_gain
 
 DEMO_MODELS = ("PyTorch (fp32)", "ONNX int8")
