@@ -247,14 +247,18 @@ def enhance_path(
         for stale in remove_stale_temp_files(first_in_folder.parent):
             warnings.warn(f"{stale}: removed, left by a killed run", stacklevel=2)
 
+    def failed(s: Path, exc: UserError) -> None:
+        # One file alone fails the command; in a folder it is reported and the rest go on.
+        if single:
+            raise exc
+        warnings.warn(f"{exc}", stacklevel=3)
+        run.failed.append((s, str(exc)))
+
     def settle(s: Path, d: Path, writing: Future) -> None:
         try:
             written = writing.result()
         except UserError as exc:
-            if single:
-                raise
-            warnings.warn(f"{exc}", stacklevel=3)
-            run.failed.append((s, str(exc)))
+            failed(s, exc)
             return
         if written:
             run.written.append(d)
@@ -272,10 +276,7 @@ def enhance_path(
             try:
                 write = _enhanced_writer(enhancer, s, d)
             except UserError as exc:
-                if single:
-                    raise
-                warnings.warn(f"{exc}", stacklevel=2)
-                run.failed.append((s, str(exc)))
+                failed(s, exc)
                 continue
             pending.append((s, d, writer.submit(write_atomically, d, write, overwrite=overwrite)))
             while len(pending) > WRITES_AHEAD:
