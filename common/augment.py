@@ -19,12 +19,8 @@ Everything is drawn from the caller's generator, so items stay reproducible from
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from common.mixing import MixConfig
 
 SPEED_RANGE = (0.9, 1.1)
 SHELF_DB = 6.0
@@ -114,6 +110,6 @@ def augment_speech(x: np.ndarray, rng: np.random.Generator, sr: int = 16000) -> 
     return y.astype(np.float32)
 
 
-def augment_item(x: np.ndarray, rng: np.random.Generator, cfg: MixConfig, sr: int) -> np.ndarray:
-    """The mixer's hook: `x` augmented for a share `cfg.augment_prob` of the crops."""
-    return augment_speech(x, rng, sr) if rng.random() < cfg.augment_prob else x
+def augment_item(x: np.ndarray, rng: np.random.Generator, prob: float, sr: int) -> np.ndarray:
+    """The mixer's hook: `x` augmented for a share `prob` of the crops (`data.augment_prob`)."""
+    return augment_speech(x, rng, sr) if rng.random() < prob else x

@@ -217,7 +217,9 @@ class MixingDataset(torch.utils.data.Dataset):
         level = float(rng.uniform(*self.cfg.level_db))
         speech_file, speech = self._draw(rng, self.speech, self.speech_frames, loop=False)
         if self.train and self.cfg.augment_prob > 0:  # its own generator: other draws unchanged
-            speech = augment_item(speech, np.random.default_rng([*seed, 1]), self.cfg, self.sr)
+            speech = augment_item(
+                speech, np.random.default_rng([*seed, 1]), self.cfg.augment_prob, self.sr
+            )
         # No extra draw without babble: the items of earlier runs stay exactly as they were.
         babble = self.train and self.cfg.babble_prob > 0 and rng.random() < self.cfg.babble_prob
         # Drawn even when babble replaces it, so that the talkers come from the same stream of
