@@ -119,8 +119,8 @@ def test_noncausal_lite_does_look_ahead() -> None:
     assert _past_changes(build_model("lite", causal=False).eval(), split=20) > 1e-4
 
 
-def test_lite_runs_in_chunks_exactly_as_in_one_pass() -> None:
-    model = build_model("lite").eval()
+def assert_chunks_exactly(model: torch.nn.Module) -> None:
+    """Frame runs of any length, the state carried between them, equal one pass."""
     spec = noisy_spec(8001, batch=2)
     with torch.no_grad():
         whole = model(spec)
@@ -129,6 +129,10 @@ def test_lite_runs_in_chunks_exactly_as_in_one_pass() -> None:
             out, state = model.forward_stateful(spec[..., lo:hi], state)
             parts.append(out)
     assert torch.allclose(torch.cat(parts, dim=-1), whole, atol=1e-5)
+
+
+def test_lite_runs_in_chunks_exactly_as_in_one_pass() -> None:
+    assert_chunks_exactly(build_model("lite").eval())
 
 
 def test_noncausal_lite_refuses_frame_by_frame_use() -> None:

@@ -9,7 +9,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_models import LITE_MAX_GMACS_PER_SECOND, LITE_MAX_PARAMS, _past_changes, noisy_spec
+from test_models import (
+    LITE_MAX_GMACS_PER_SECOND,
+    LITE_MAX_PARAMS,
+    _past_changes,
+    assert_chunks_exactly,
+    noisy_spec,
+)
 from test_streaming import synthetic_speech
 from torch.utils.flop_counter import FlopCounterMode
 from train_helpers import save_model_checkpoint
@@ -60,14 +66,7 @@ def test_groups_add_parameters_not_compute() -> None:
 def test_grouped_lite_is_causal_and_chunks_exactly() -> None:
     model = grouped_lite()
     assert _past_changes(model, split=20) == 0.0
-    spec = noisy_spec(8001, batch=2)
-    with torch.no_grad():
-        whole = model(spec)
-        state, parts = None, []
-        for lo, hi in [(0, 1), (1, 8), (8, 9), (9, spec.shape[-1])]:
-            out, state = model.forward_stateful(spec[..., lo:hi], state)
-            parts.append(out)
-    assert torch.allclose(torch.cat(parts, dim=-1), whole, atol=1e-5)
+    assert_chunks_exactly(model)
 
 
 def test_grouped_lite_needs_causal() -> None:
