@@ -33,6 +33,7 @@ KILLED = 137
 RUN_TOY = textwrap.dedent(
     """
     import json, os, sys
+    import torch
     sys.path.insert(0, {tests!r})
     import common.atomic as atomic
     from train_helpers import TINY_STFT, ToyLoss, ToySpeechSet, make_tiny
@@ -40,6 +41,8 @@ RUN_TOY = textwrap.dedent(
     from common.train import Trainer
 
     out, stage, nth, cfg = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+    # The threads of the test's own runs: float sums, so the same histories, bit for bit.
+    torch.set_num_threads(int(sys.argv[5]))
     seen = {{"n": 0}}
 
     def fault(at, path):
@@ -63,7 +66,8 @@ def _toy(out: Path, resume: Path | None = None, **cfg) -> Trainer:
 
 
 def _start(out: Path, stage: str = "never", nth: int = 0, **cfg) -> subprocess.Popen:
-    args = [sys.executable, "-c", RUN_TOY, str(out), stage, str(nth), json.dumps({**TRAIN, **cfg})]
+    config, threads = json.dumps({**TRAIN, **cfg}), str(torch.get_num_threads())
+    args = [sys.executable, "-c", RUN_TOY, str(out), stage, str(nth), config, threads]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
