@@ -163,11 +163,23 @@ class DualPathBlock(nn.Module):
         self.freq_norm = nn.LayerNorm(w)
         self.freq_attn = BandAttention(w, cfg.heads)
         self.time_norm = nn.LayerNorm(w)
+        self.build_time_path(cfg, n_bands)
+
+    def build_time_path(self, cfg: LiteConfig, n_bands: int) -> None:
+        """One GRU shared by every band (a variant replaces this and `time_path`)."""
         bidirectional = not cfg.causal
         hidden = cfg.time_hidden // 2 if bidirectional else cfg.time_hidden
+        self.time_rnn = nn.GRU(cfg.width, hidden, bidirectional=bidirectional)
+        self.time_fc = nn.Linear(hidden * (2 if bidirectional else 1), cfg.width)
+
+    def time_path(
+        self, y: torch.Tensor, h: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, B, F, C) -> (T, B, F, C) and the GRU state."""
+        t, b, f, c = y.shape
         # Time-major (T, B*F, C): per-frame states are contiguous, and with B=1 no copies at all.
-        self.time_rnn = nn.GRU(w, hidden, bidirectional=bidirectional)
-        self.time_fc = nn.Linear(hidden * (2 if bidirectional else 1), w)
+        y, h = self.time_rnn(y.reshape(t, b * f, c), h)
+        return self.time_fc(y).reshape(t, b, f, c), h
 
     def forward(
         self, x: torch.Tensor, h: torch.Tensor | None = None
@@ -175,9 +187,8 @@ class DualPathBlock(nn.Module):
         b, t, f, c = x.shape
         y = self.freq_norm(x).reshape(b * t, f, c)
         x = x + self.freq_attn(y).reshape(b, t, f, c)
-        y = self.time_norm(x).transpose(0, 1).reshape(t, b * f, c)
-        y, h = self.time_rnn(y, h)
-        return x + self.time_fc(y).reshape(t, b, f, c).transpose(0, 1), h
+        y, h = self.time_path(self.time_norm(x).transpose(0, 1), h)
+        return x + y.transpose(0, 1), h
 
 
 def _up(cin: int, cout: int, kernel_f: int) -> nn.ConvTranspose2d:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from common.models.lite import BandAttention, DualPathBlock, LiteConfig, LiteNet
+from common.models.lite import DualPathBlock, LiteConfig, LiteNet
 
 
 @dataclass
@@ -75,22 +75,13 @@ class BandGroupGRU(nn.Module):
 class SubbandBlock(DualPathBlock):
     """`lite`'s dual-path block with `BandGroupGRU` as its time path."""
 
-    def __init__(self, cfg: LiteSubbandConfig, n_bands: int) -> None:
-        nn.Module.__init__(self)
-        w = cfg.width
-        self.freq_norm = nn.LayerNorm(w)
-        self.freq_attn = BandAttention(w, cfg.heads)
-        self.time_norm = nn.LayerNorm(w)
-        self.time_rnn = BandGroupGRU(w, cfg.time_hidden, n_bands, cfg.band_groups)
+    def build_time_path(self, cfg: LiteSubbandConfig, n_bands: int) -> None:
+        self.time_rnn = BandGroupGRU(cfg.width, cfg.time_hidden, n_bands, cfg.band_groups)
 
-    def forward(
-        self, x: torch.Tensor, h: torch.Tensor | None = None
+    def time_path(
+        self, y: torch.Tensor, h: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, t, f, c = x.shape
-        y = self.freq_norm(x).reshape(b * t, f, c)
-        x = x + self.freq_attn(y).reshape(b, t, f, c)
-        y, h = self.time_rnn(self.time_norm(x).transpose(0, 1), h)
-        return x + y.transpose(0, 1), h
+        return self.time_rnn(y, h)
 
 
 class LiteSubbandNet(LiteNet):
